@@ -21,8 +21,9 @@
 //! use std::time::Duration;
 //! use sinew_resilience::error::{BoxError, CircuitOpen, ErrorKind, ResilienceError};
 //!
-//! # fn rejected() -> BoxError { Box::new(sinew_resilience::error::Error::<BoxError>::from(
-//! #     sinew_resilience::error::RateLimited::new(Duration::from_secs(1)))) }
+//! # fn rejected() -> BoxError {
+//! #     Box::new(sinew_resilience::error::RateLimited::new(Duration::from_secs(1)))
+//! # }
 //! let err: BoxError = rejected();
 //! if let Some(open) = err.downcast_ref::<CircuitOpen>() {
 //!     println!("breaker open, retry in {:?}", open.retry_after());
@@ -32,6 +33,7 @@
 //! ```
 
 use std::error::Error as StdError;
+use std::fmt;
 use std::time::Duration;
 
 /// A type-erased error, as used throughout tower.
@@ -120,25 +122,37 @@ impl Elapsed {
 /// `Inner` holds the wrapped service's own error; every other variant is a decision taken by one
 /// of the layers. Matching on the variant (or calling [`ResilienceError::kind`]) is how callers
 /// tell them apart.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+///
+/// It implements [`std::error::Error`] whenever `E` is `Debug + Display`, so it also works with
+/// an `E` that is itself a [`BoxError`]. `Display` is that of the wrapped error or rejection.
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Error<E> {
     /// The circuit breaker rejected the call.
-    #[error(transparent)]
     CircuitOpen(CircuitOpen),
     /// The bulkhead rejected the call.
-    #[error(transparent)]
     BulkheadFull(BulkheadFull),
     /// The rate limiter rejected the call.
-    #[error(transparent)]
     RateLimited(RateLimited),
     /// The call timed out.
-    #[error(transparent)]
     Timeout(Elapsed),
     /// The inner service failed.
-    #[error(transparent)]
     Inner(E),
 }
+
+impl<E: fmt::Display> fmt::Display for Error<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::CircuitOpen(e) => e.fmt(f),
+            Self::BulkheadFull(e) => e.fmt(f),
+            Self::RateLimited(e) => e.fmt(f),
+            Self::Timeout(e) => e.fmt(f),
+            Self::Inner(e) => e.fmt(f),
+        }
+    }
+}
+
+impl<E: fmt::Debug + fmt::Display> StdError for Error<E> {}
 
 impl<E> Error<E> {
     /// Returns the inner service's error, if that is what this is.
@@ -286,7 +300,8 @@ fn dyn_retry_after(err: &(dyn StdError + 'static)) -> Option<Duration> {
     if let Some(e) = err.downcast_ref::<CircuitOpen>() {
         Some(e.retry_after())
     } else {
-        err.downcast_ref::<RateLimited>().map(RateLimited::retry_after)
+        err.downcast_ref::<RateLimited>()
+            .map(RateLimited::retry_after)
     }
 }
 

@@ -5,12 +5,13 @@
 pub mod classify;
 pub mod error;
 mod lift;
+mod sync;
 
-// BREAKER #[cfg(feature = "circuit-breaker")]
-// BREAKER pub mod circuit_breaker;
+#[cfg(feature = "circuit-breaker")]
+pub mod circuit_breaker;
 
 pub use crate::error::{BoxError, Error};
 pub use crate::lift::{LiftError, LiftErrorFuture, LiftErrorLayer};
 
-// BREAKER #[cfg(feature = "circuit-breaker")]
-// BREAKER pub use crate::circuit_breaker::{CircuitBreaker, CircuitBreakerLayer};
+#[cfg(feature = "circuit-breaker")]
+pub use crate::circuit_breaker::{CircuitBreaker, CircuitBreakerLayer};

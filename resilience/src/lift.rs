@@ -7,7 +7,7 @@
 //! use tower::{service_fn, Layer, ServiceExt};
 //!
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
-//! let svc = service_fn(|x: u32| async move { Err::<u32, std::io::Error>(std::io::Error::other("down")) });
+//! let svc = service_fn(|_: u32| async move { Err::<u32, std::io::Error>(std::io::Error::other("down")) });
 //! let svc = LiftErrorLayer::new().layer(svc);
 //! let err = svc.oneshot(1).await.unwrap_err();
 //! assert!(matches!(err, Error::Inner(_)));

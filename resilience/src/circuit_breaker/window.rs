@@ -1,0 +1,350 @@
+//! Lock-free sliding windows.
+//!
+//! Both windows keep their aggregate counters exact without a lock by one ordering rule: an
+//! outcome is added to the aggregate *before* it is stored where an evicting thread can find
+//! it, so every subtraction removes something that was added earlier and no counter ever goes
+//! below zero, even transiently.
+
+use crate::sync::{AtomicU8, AtomicU64, Ordering::Relaxed};
+
+/// Outcome of one recorded call, as stored in a slot.
+pub(crate) const EMPTY: u8 = 0;
+const PRESENT: u8 = 0b100;
+const FAILED: u8 = 0b001;
+const SLOW: u8 = 0b010;
+
+pub(crate) const fn encode(failed: bool, slow: bool) -> u8 {
+    PRESENT | if failed { FAILED } else { 0 } | if slow { SLOW } else { 0 }
+}
+
+/// Counts read from a window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Counts {
+    pub(crate) calls: u64,
+    pub(crate) failed: u64,
+    pub(crate) slow: u64,
+}
+
+// Count window word: | cursor:16 | calls:16 | failed:16 | slow:16 |
+const FIELD: u32 = 16;
+const MASK: u64 = (1 << FIELD) - 1;
+const SLOW_SHIFT: u32 = 0;
+const FAILED_SHIFT: u32 = FIELD;
+const CALLS_SHIFT: u32 = 2 * FIELD;
+const CURSOR_SHIFT: u32 = 3 * FIELD;
+
+const fn contribution(code: u8) -> u64 {
+    ((((code & FAILED) != 0) as u64) << FAILED_SHIFT)
+        | ((((code & SLOW) != 0) as u64) << SLOW_SHIFT)
+}
+
+const fn unpack(word: u64) -> Counts {
+    Counts {
+        calls: (word >> CALLS_SHIFT) & MASK,
+        failed: (word >> FAILED_SHIFT) & MASK,
+        slow: (word >> SLOW_SHIFT) & MASK,
+    }
+}
+
+/// The last `size` outcomes, in a ring of one-byte slots.
+#[derive(Debug)]
+pub(crate) struct CountWindow {
+    size: u64,
+    word: AtomicU64,
+    slots: Box<[AtomicU8]>,
+}
+
+impl CountWindow {
+    pub(crate) fn new(size: u32) -> Self {
+        let size = u64::from(size.max(1));
+        Self {
+            size,
+            word: AtomicU64::new(0),
+            slots: (0..size).map(|_| AtomicU8::new(EMPTY)).collect(),
+        }
+    }
+
+    /// Records one outcome; returns the counts right after it entered the window.
+    pub(crate) fn record(&self, code: u8) -> Counts {
+        let add = contribution(code);
+        // Claim a slot and count the new outcome in one CAS.
+        let mut cur = self.word.load(Relaxed);
+        let (pos, mut after) = loop {
+            let cursor = cur >> CURSOR_SHIFT;
+            let calls = ((cur >> CALLS_SHIFT) & MASK) + 1;
+            let next_cursor = if cursor + 1 >= self.size {
+                0
+            } else {
+                cursor + 1
+            };
+            let new = (next_cursor << CURSOR_SHIFT)
+                | (calls.min(self.size) << CALLS_SHIFT)
+                | ((cur & ((MASK << FAILED_SHIFT) | MASK)) + add);
+            match self.word.compare_exchange_weak(cur, new, Relaxed, Relaxed) {
+                Ok(_) => break (cursor, new),
+                Err(actual) => cur = actual,
+            }
+        };
+        let Some(slot) = self.slots.get(pos as usize) else {
+            return unpack(after);
+        };
+        // The steady state of a healthy service: a success replacing a success.
+        if slot.load(Relaxed) == code && add == 0 {
+            return unpack(after);
+        }
+        let old = slot.swap(code, Relaxed);
+        let sub = contribution(old);
+        if sub != 0 {
+            after = self.word.fetch_sub(sub, Relaxed) - sub;
+        }
+        unpack(after)
+    }
+
+    pub(crate) fn counts(&self) -> Counts {
+        unpack(self.word.load(Relaxed))
+    }
+
+    /// Empties the window. Only called under the breaker's transition lock.
+    pub(crate) fn reset(&self) {
+        for slot in self.slots.iter() {
+            let sub = contribution(slot.swap(EMPTY, Relaxed));
+            if sub != 0 {
+                self.word.fetch_sub(sub, Relaxed);
+            }
+        }
+        // Clear cursor and calls, keeping whatever in-flight records added to the rest.
+        let mut cur = self.word.load(Relaxed);
+        loop {
+            let new = cur & ((MASK << FAILED_SHIFT) | MASK);
+            match self.word.compare_exchange_weak(cur, new, Relaxed, Relaxed) {
+                Ok(_) => break,
+                Err(actual) => cur = actual,
+            }
+        }
+    }
+}
+
+// Time bucket word: | calls:21 | failed:21 | slow:21 |
+const B_FIELD: u32 = 21;
+const B_MASK: u64 = (1 << B_FIELD) - 1;
+
+const fn bucket_add(code: u8) -> u64 {
+    (1 << (2 * B_FIELD))
+        | ((((code & FAILED) != 0) as u64) << B_FIELD)
+        | (((code & SLOW) != 0) as u64)
+}
+
+/// The outcomes of the last `buckets · width` nanoseconds.
+#[derive(Debug)]
+pub(crate) struct TimeWindow {
+    width: u64,
+    /// Absolute index (time / width) of the newest bucket.
+    head: AtomicU64,
+    buckets: Box<[AtomicU64]>,
+    calls: AtomicU64,
+    failed: AtomicU64,
+    slow: AtomicU64,
+}
+
+impl TimeWindow {
+    pub(crate) fn new(buckets: usize, width: u64) -> Self {
+        Self {
+            width: width.max(1),
+            head: AtomicU64::new(0),
+            buckets: (0..buckets.max(1)).map(|_| AtomicU64::new(0)).collect(),
+            calls: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            slow: AtomicU64::new(0),
+        }
+    }
+
+    fn bucket(&self, index: u64) -> Option<&AtomicU64> {
+        self.buckets
+            .get((index % self.buckets.len() as u64) as usize)
+    }
+
+    fn evict(&self, bucket: &AtomicU64) {
+        let old = bucket.swap(0, Relaxed);
+        if old != 0 {
+            self.calls
+                .fetch_sub((old >> (2 * B_FIELD)) & B_MASK, Relaxed);
+            self.failed.fetch_sub((old >> B_FIELD) & B_MASK, Relaxed);
+            self.slow.fetch_sub(old & B_MASK, Relaxed);
+        }
+    }
+
+    /// Moves the window so that its newest bucket covers `now`, evicting what fell out.
+    fn advance(&self, now: u64) -> u64 {
+        let index = now / self.width;
+        let mut head = self.head.load(Relaxed);
+        while index > head {
+            match self
+                .head
+                .compare_exchange_weak(head, index, Relaxed, Relaxed)
+            {
+                Ok(_) => {
+                    let n = self.buckets.len() as u64;
+                    let from = head.saturating_add(1).max(index.saturating_sub(n - 1));
+                    for i in from..=index {
+                        if let Some(b) = self.bucket(i) {
+                            self.evict(b);
+                        }
+                    }
+                    break;
+                }
+                Err(actual) => head = actual,
+            }
+        }
+        index
+    }
+
+    pub(crate) fn record(&self, code: u8, now: u64) -> Counts {
+        let index = self.advance(now);
+        let failed = u64::from(code & FAILED != 0);
+        let slow = u64::from(code & SLOW != 0);
+        // Aggregate first, bucket second (see the module docs).
+        let calls = self.calls.fetch_add(1, Relaxed) + 1;
+        let failed = if failed != 0 {
+            self.failed.fetch_add(1, Relaxed) + 1
+        } else {
+            self.failed.load(Relaxed)
+        };
+        let slow = if slow != 0 {
+            self.slow.fetch_add(1, Relaxed) + 1
+        } else {
+            self.slow.load(Relaxed)
+        };
+        if let Some(b) = self.bucket(index) {
+            b.fetch_add(bucket_add(code), Relaxed);
+        }
+        Counts {
+            calls,
+            failed,
+            slow,
+        }
+    }
+
+    pub(crate) fn counts(&self, now: u64) -> Counts {
+        self.advance(now);
+        Counts {
+            calls: self.calls.load(Relaxed),
+            failed: self.failed.load(Relaxed),
+            slow: self.slow.load(Relaxed),
+        }
+    }
+
+    pub(crate) fn reset(&self) {
+        for b in self.buckets.iter() {
+            self.evict(b);
+        }
+    }
+}
+
+/// The closed-state window, of either kind.
+#[derive(Debug)]
+pub(crate) enum Window {
+    Count(CountWindow),
+    Time(TimeWindow),
+}
+
+impl Window {
+    pub(crate) fn record(&self, code: u8, now: u64) -> Counts {
+        match self {
+            Self::Count(w) => w.record(code),
+            Self::Time(w) => w.record(code, now),
+        }
+    }
+
+    pub(crate) fn counts(&self, now: u64) -> Counts {
+        match self {
+            Self::Count(w) => w.counts(),
+            Self::Time(w) => w.counts(now),
+        }
+    }
+
+    pub(crate) fn reset(&self) {
+        match self {
+            Self::Count(w) => w.reset(),
+            Self::Time(w) => w.reset(),
+        }
+    }
+
+    pub(crate) const fn needs_clock(&self) -> bool {
+        matches!(self, Self::Time(_))
+    }
+}
+
+#[cfg(all(test, not(sinew_loom)))]
+mod tests {
+    use super::*;
+
+    const S: u8 = encode(false, false);
+    const F: u8 = encode(true, false);
+
+    #[test]
+    fn count_window_slides() {
+        let w = CountWindow::new(3);
+        w.record(F);
+        w.record(F);
+        assert_eq!(
+            w.record(S),
+            Counts {
+                calls: 3,
+                failed: 2,
+                slow: 0
+            }
+        );
+        assert_eq!(
+            w.record(S),
+            Counts {
+                calls: 3,
+                failed: 1,
+                slow: 0
+            }
+        );
+        assert_eq!(
+            w.record(S),
+            Counts {
+                calls: 3,
+                failed: 0,
+                slow: 0
+            }
+        );
+        w.reset();
+        assert_eq!(w.counts(), Counts::default());
+        assert_eq!(
+            w.record(encode(true, true)),
+            Counts {
+                calls: 1,
+                failed: 1,
+                slow: 1
+            }
+        );
+    }
+
+    #[test]
+    fn time_window_evicts_old_buckets() {
+        let w = TimeWindow::new(10, 100);
+        w.record(F, 0);
+        w.record(F, 950);
+        assert_eq!(w.counts(999).calls, 2);
+        // At 1000 the bucket holding t=0 is the one reused for index 10.
+        assert_eq!(
+            w.counts(1000),
+            Counts {
+                calls: 1,
+                failed: 1,
+                slow: 0
+            }
+        );
+        assert_eq!(w.counts(5000), Counts::default());
+        assert_eq!(
+            w.record(S, 5000),
+            Counts {
+                calls: 1,
+                failed: 0,
+                slow: 0
+            }
+        );
+    }
+}

@@ -9,8 +9,14 @@ mod lift;
 // BREAKER #[cfg(feature = "circuit-breaker")]
 // BREAKER pub mod circuit_breaker;
 
+#[cfg(feature = "timeout")]
+pub mod timeout;
+
 pub use crate::error::{BoxError, Error};
 pub use crate::lift::{LiftError, LiftErrorFuture, LiftErrorLayer};
 
 // BREAKER #[cfg(feature = "circuit-breaker")]
 // BREAKER pub use crate::circuit_breaker::{CircuitBreaker, CircuitBreakerLayer};
+
+#[cfg(feature = "timeout")]
+pub use crate::timeout::{Timeout, TimeoutLayer};

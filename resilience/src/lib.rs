@@ -9,6 +9,8 @@ mod lift;
 // BREAKER #[cfg(feature = "circuit-breaker")]
 // BREAKER pub mod circuit_breaker;
 
+#[cfg(feature = "bulkhead")]
+pub mod bulkhead;
 #[cfg(feature = "timeout")]
 pub mod timeout;
 
@@ -18,5 +20,7 @@ pub use crate::lift::{LiftError, LiftErrorFuture, LiftErrorLayer};
 // BREAKER #[cfg(feature = "circuit-breaker")]
 // BREAKER pub use crate::circuit_breaker::{CircuitBreaker, CircuitBreakerLayer};
 
+#[cfg(feature = "bulkhead")]
+pub use crate::bulkhead::{Bulkhead, BulkheadLayer};
 #[cfg(feature = "timeout")]
 pub use crate::timeout::{Timeout, TimeoutLayer};

@@ -11,6 +11,8 @@ mod lift;
 
 #[cfg(feature = "bulkhead")]
 pub mod bulkhead;
+#[cfg(feature = "rate-limit")]
+pub mod rate_limit;
 #[cfg(feature = "timeout")]
 pub mod timeout;
 
@@ -22,5 +24,7 @@ pub use crate::lift::{LiftError, LiftErrorFuture, LiftErrorLayer};
 
 #[cfg(feature = "bulkhead")]
 pub use crate::bulkhead::{Bulkhead, BulkheadLayer};
+#[cfg(feature = "rate-limit")]
+pub use crate::rate_limit::{KeyedRateLimit, KeyedRateLimitLayer, RateLimit, RateLimitLayer};
 #[cfg(feature = "timeout")]
 pub use crate::timeout::{Timeout, TimeoutLayer};

@@ -11,6 +11,8 @@ mod lift;
 
 #[cfg(feature = "bulkhead")]
 pub mod bulkhead;
+#[cfg(feature = "fallback")]
+pub mod fallback;
 #[cfg(feature = "rate-limit")]
 pub mod rate_limit;
 #[cfg(feature = "timeout")]
@@ -24,6 +26,8 @@ pub use crate::lift::{LiftError, LiftErrorFuture, LiftErrorLayer};
 
 #[cfg(feature = "bulkhead")]
 pub use crate::bulkhead::{Bulkhead, BulkheadLayer};
+#[cfg(feature = "fallback")]
+pub use crate::fallback::{Fallback, FallbackLayer};
 #[cfg(feature = "rate-limit")]
 pub use crate::rate_limit::{KeyedRateLimit, KeyedRateLimitLayer, RateLimit, RateLimitLayer};
 #[cfg(feature = "timeout")]

@@ -4,7 +4,8 @@ use std::time::Duration;
 
 /// Chooses a timeout for one request, overriding the configured one.
 ///
-/// Returning `None` keeps the configured timeout. Implemented for every
+/// Returning `None` keeps the configured timeout. A returned `Duration::ZERO` fails the call at
+/// once unless the inner future is ready on its first poll. Implemented for every
 /// `Fn(&Req) -> Option<Duration>`, for [`NoOverride`] and, with the `http` feature, for
 /// [`FromExtension`].
 pub trait TimeoutFor<Req> {

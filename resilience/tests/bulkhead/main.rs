@@ -1,5 +1,10 @@
 #![cfg(feature = "bulkhead")]
 //! Integration tests of the bulkhead middleware.
+#![allow(
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "helpers outside #[test] functions may fail loudly"
+)]
 
 use std::time::Duration;
 

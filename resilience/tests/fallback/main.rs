@@ -1,5 +1,10 @@
 #![cfg(feature = "fallback")]
 //! Integration tests of the fallback middleware.
+#![allow(
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "helpers outside #[test] functions may fail loudly"
+)]
 
 use std::convert::Infallible;
 

@@ -1,5 +1,10 @@
 #![cfg(feature = "rate-limit")]
 //! Integration tests of the rate-limit middleware.
+#![allow(
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "helpers outside #[test] functions may fail loudly"
+)]
 
 use std::num::NonZeroU32;
 use std::time::Duration;

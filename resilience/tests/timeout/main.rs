@@ -1,5 +1,10 @@
 #![cfg(feature = "timeout")]
 //! Integration tests of the timeout middleware.
+#![allow(
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "helpers outside #[test] functions may fail loudly"
+)]
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -10,8 +10,26 @@ mod sync;
 #[cfg(feature = "circuit-breaker")]
 pub mod circuit_breaker;
 
+#[cfg(feature = "bulkhead")]
+pub mod bulkhead;
+#[cfg(feature = "fallback")]
+pub mod fallback;
+#[cfg(feature = "rate-limit")]
+pub mod rate_limit;
+#[cfg(feature = "timeout")]
+pub mod timeout;
+
 pub use crate::error::{BoxError, Error};
 pub use crate::lift::{LiftError, LiftErrorFuture, LiftErrorLayer};
 
 #[cfg(feature = "circuit-breaker")]
 pub use crate::circuit_breaker::{CircuitBreaker, CircuitBreakerLayer};
+
+#[cfg(feature = "bulkhead")]
+pub use crate::bulkhead::{Bulkhead, BulkheadLayer};
+#[cfg(feature = "fallback")]
+pub use crate::fallback::{Fallback, FallbackLayer};
+#[cfg(feature = "rate-limit")]
+pub use crate::rate_limit::{KeyedRateLimit, KeyedRateLimitLayer, RateLimit, RateLimitLayer};
+#[cfg(feature = "timeout")]
+pub use crate::timeout::{Timeout, TimeoutLayer};

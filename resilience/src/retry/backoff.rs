@@ -13,14 +13,17 @@ use super::rng::SplitMix64;
 /// |---|---|---|
 /// | [`None`](Jitter::None) | `d` | `d` |
 /// | [`Full`](Jitter::Full) | uniform in `0..=d` (AWS "full jitter") | `d/2` |
-/// | [`Decorrelated`](Jitter::Decorrelated) | Polly `DecorrelatedJitterBackoffV2`, below | ≈ `base_delay·2ⁿ` |
+/// | [`Decorrelated`](Jitter::Decorrelated) | Polly `DecorrelatedJitterBackoffV2`, below | see below |
 /// | [`Ratio(r)`](Jitter::Ratio) | uniform in `d·(1−r)..=d·(1+r)`, then capped | `d` (below the cap) |
 ///
 /// `Decorrelated` draws `t = n + u` with `u` uniform in `[0, 1)`, computes
 /// `next = 2ᵗ·tanh(√(4t))` and waits `(next − prev)·(1/1.4)·base_delay`, where `prev` is the
 /// previous retry's `next` (0 at first). Each delay lies in
-/// `0 < delay ≤ min(max_delay, base_delay·2ⁿ⁺¹/1.4)` and the medians fall near
-/// `base_delay·2ⁿ`, without the spikes of AWS's decorrelated formula (Polly issue #530).
+/// `0 ≤ delay ≤ min(max_delay, base_delay·2ⁿ⁺¹/1.4)`. The *total* wait up to retry `n`
+/// (`next/1.4·base_delay`) has its median near `base_delay·2ⁿ` (0.9× for `n = 0`, within a
+/// few per cent after), so a single delay's median is near `base_delay·2ⁿ⁻¹` for `n ≥ 1`:
+/// Polly's "retries at times `f·2ⁿ`". The curve is smooth, without the spikes of AWS's
+/// decorrelated formula (Polly issue #530).
 ///
 /// gRPC's retry design (A6) uses `Ratio(0.2)`, available as [`Jitter::GRPC`].
 #[derive(Debug, Clone, Copy, PartialEq)]

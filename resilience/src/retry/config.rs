@@ -219,17 +219,17 @@ impl<C, H, R> RetryPolicy<C, H, R> {
             Hint::After(hint) => hint,
             Hint::None => state.backoff.delay(&s.settings.backoff, attempt - 1),
         };
-        if let (Some(deadline), Some(started)) = (s.settings.deadline, state.started) {
-            if started.elapsed().saturating_add(delay) > deadline {
-                tracing::debug!(attempt, "retry: next attempt would pass the deadline");
-                return None;
-            }
+        if let (Some(deadline), Some(started)) = (s.settings.deadline, state.started)
+            && started.elapsed().saturating_add(delay) > deadline
+        {
+            tracing::debug!(attempt, "retry: next attempt would pass the deadline");
+            return None;
         }
-        if let Some(budget) = &s.budget {
-            if !budget.try_withdraw() {
-                tracing::warn!(attempt, "retry budget exhausted; not retrying");
-                return None;
-            }
+        if let Some(budget) = &s.budget
+            && !budget.try_withdraw()
+        {
+            tracing::warn!(attempt, "retry budget exhausted; not retrying");
+            return None;
         }
         tracing::debug!(
             attempt,

@@ -381,10 +381,10 @@ where
                 Poll::Ready(None)
             }
             KindProj::Streaming { prefix, rest } => {
-                if let Some(p) = prefix.take() {
-                    if !p.is_empty() {
-                        return Poll::Ready(Some(Ok(Frame::data(p))));
-                    }
+                if let Some(p) = prefix.take()
+                    && !p.is_empty()
+                {
+                    return Poll::Ready(Some(Ok(Frame::data(p))));
                 }
                 let frame = ready!(rest.poll_frame(cx));
                 Poll::Ready(

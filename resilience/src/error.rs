@@ -286,8 +286,7 @@ fn dyn_retry_after(err: &(dyn StdError + 'static)) -> Option<Duration> {
     if let Some(e) = err.downcast_ref::<CircuitOpen>() {
         Some(e.retry_after())
     } else {
-        err.downcast_ref::<RateLimited>()
-            .map(RateLimited::retry_after)
+        err.downcast_ref::<RateLimited>().map(RateLimited::retry_after)
     }
 }
 

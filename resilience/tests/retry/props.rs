@@ -104,7 +104,7 @@ proptest! {
                         prop_assert_eq!(ok, w < allowed, "slot {} d {} w {}", slot, d, w);
                         if ok {
                             model.last_mut().unwrap().2 += 1;
-                            prop_assert!(w + 1 <= allowed);
+                            prop_assert!(w < allowed);
                         }
                         continue;
                     }

@@ -18,14 +18,18 @@ const GEN_MASK: u64 = (1 << (64 - 2 * COUNT_BITS)) - 1;
 ///
 /// Every original request deposits one token; every retry withdraws one. Within the last `ttl`
 /// at most `min_per_sec·ttl + retry_percent·deposits` retries are allowed (rounded down, so a
-/// fractional percentage never over-allocates). Deposits and withdrawals older than `ttl` no
+/// fractional percentage never over-allocates). Deposits and withdrawals older than `ttl` (to
+/// the granularity of one slot, `ttl/10`) no
 /// longer count. This is Finagle's retry budget and tower's `TpsBudget`.
 ///
-/// The window is a ring of 10 slots of `ttl/10`, each one `AtomicU64` packing a generation tag
-/// and the slot's deposit and withdrawal counts, updated by compare-and-swap: no lock is ever
-/// taken. Counts saturate at 2²⁰ − 1 per slot (deposits stop counting and withdrawals are
-/// refused, so saturation errs towards fewer retries). Checks are exact when calls do not race;
-/// threads racing a slot boundary may admit a retry or two more than the bound. Time comes from
+/// The window is a ring of 10 slots of `ttl/10`, each one `AtomicU64` packing a 24-bit
+/// generation tag and the slot's deposit and withdrawal counts, updated by compare-and-swap: no
+/// lock is ever taken. A withdrawal judges the total with the very value of the current slot it
+/// then swaps, so racing withdrawals within one slot cannot overshoot; only threads straddling
+/// a slot boundary may admit one retry more each. Counts saturate at 2²⁰ − 1 per slot
+/// (deposits stop counting and withdrawals are refused, so saturation errs towards fewer
+/// retries); a slot left untouched for a multiple of 5·2²⁵ slots (over 190 days) could be
+/// mistaken for a current one. Time comes from
 /// [`tokio::time::Instant`], so paused tests control it.
 ///
 /// # Clone
@@ -170,29 +174,39 @@ impl RetryBudget {
 
     /// Records an original request.
     pub fn deposit(&self) {
-        let generation = self.inner.generation();
-        self.inner.update(generation, |d, w| {
-            Some((d.saturating_add(1).min(COUNT_MAX), w))
-        });
+        let inner = &*self.inner;
+        loop {
+            let Some((generation, current, d, w)) = inner.load_current() else {
+                continue;
+            };
+            let next = pack(generation, (d + 1).min(COUNT_MAX), w);
+            if inner
+                .slot(generation)
+                .compare_exchange_weak(current, next, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
+                return;
+            }
+        }
     }
 
     /// Takes a token for one retry; `false` (take nothing) when the budget is empty.
     pub fn try_withdraw(&self) -> bool {
         let inner = &*self.inner;
-        let generation = inner.generation();
         loop {
-            let (deposits, withdrawals) = inner.window(generation);
-            if withdrawals >= inner.allowed(deposits) {
-                return false;
-            }
-            let slot = &inner.slots[(generation % SLOTS) as usize];
-            let current = slot.load(Ordering::Acquire);
-            let (d, w) = inner.counts(current, generation);
-            if w >= COUNT_MAX {
+            // Load the current slot first and judge with those very counts: the CAS below then
+            // succeeds only if nobody changed the slot since, so two racing withdrawals in one
+            // slot cannot both pass on a stale total.
+            let Some((generation, current, d, w)) = inner.load_current() else {
+                continue;
+            };
+            let (older_d, older_w) = inner.older(generation);
+            if w >= COUNT_MAX || older_w + w >= inner.allowed(older_d + d) {
                 return false;
             }
             let next = pack(generation, d, w + 1);
-            if slot
+            if inner
+                .slot(generation)
                 .compare_exchange(current, next, Ordering::AcqRel, Ordering::Acquire)
                 .is_ok()
             {
@@ -203,8 +217,13 @@ impl RetryBudget {
 
     /// How many retries the budget would allow right now.
     pub fn remaining(&self) -> u64 {
-        let (deposits, withdrawals) = self.inner.window(self.inner.generation());
-        self.inner.allowed(deposits).saturating_sub(withdrawals)
+        let generation = self.inner.generation();
+        let (d, w) = self.inner.counts(
+            self.inner.slot(generation).load(Ordering::Acquire),
+            generation,
+        );
+        let (older_d, older_w) = self.inner.older(generation);
+        self.inner.allowed(older_d + d).saturating_sub(older_w + w)
     }
 }
 
@@ -231,34 +250,42 @@ impl Inner {
         }
     }
 
-    fn update(&self, generation: u64, f: impl Fn(u64, u64) -> Option<(u64, u64)>) {
-        let slot = &self.slots[(generation % SLOTS) as usize];
-        let mut current = slot.load(Ordering::Acquire);
-        loop {
-            let (d, w) = self.counts(current, generation);
-            let Some((d, w)) = f(d, w) else { return };
-            match slot.compare_exchange_weak(
-                current,
-                pack(generation, d, w),
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => return,
-                Err(actual) => current = actual,
-            }
+    fn slot(&self, generation: u64) -> &AtomicU64 {
+        &self.slots[(generation % SLOTS) as usize]
+    }
+
+    /// Reads the clock and the current slot: `(generation, raw, deposits, withdrawals)`, the
+    /// counts zeroed if the slot still holds an older generation. `None` when the slot already
+    /// holds a *newer* generation than the clock read (this thread was preempted across a
+    /// whole ttl): the caller reads the clock again rather than overwrite newer counts.
+    fn load_current(&self) -> Option<(u64, u64, u64, u64)> {
+        let generation = self.generation();
+        let current = self.slot(generation).load(Ordering::Acquire);
+        let (tag, d, w) = unpack(current);
+        let ours = generation & GEN_MASK;
+        if tag == ours {
+            return Some((generation, current, d, w));
+        }
+        // A tag a little ahead of the clock read means another thread read the clock later
+        // than we did; anything else is an old generation (tags wrap after 2²⁴ slots, so a
+        // far-"ahead" tag is really one left from long ago, and must not make us spin).
+        let ahead = tag.wrapping_sub(ours) & GEN_MASK;
+        if ahead <= 4 * SLOTS {
+            None
+        } else {
+            Some((generation, current, 0, 0))
         }
     }
 
-    /// Deposits and withdrawals over the last `SLOTS` generations, `generation` included.
-    fn window(&self, generation: u64) -> (u64, u64) {
+    /// Deposits and withdrawals in the 9 slots before `generation`.
+    fn older(&self, generation: u64) -> (u64, u64) {
         let mut deposits = 0u64;
         let mut withdrawals = 0u64;
-        for back in 0..SLOTS {
+        for back in 1..SLOTS {
             let Some(g) = generation.checked_sub(back) else {
                 break;
             };
-            let packed = self.slots[(g % SLOTS) as usize].load(Ordering::Acquire);
-            let (d, w) = self.counts(packed, g);
+            let (d, w) = self.counts(self.slot(g).load(Ordering::Acquire), g);
             deposits += d;
             withdrawals += w;
         }
@@ -299,6 +326,35 @@ mod tests {
             b.deposit();
         }
         assert_eq!(b.remaining(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn long_idle_wrapped_tags_count_as_stale() {
+        let b = RetryBudget::default();
+        b.deposit();
+        // Far beyond the 2²⁴-slot tag range: the old slot must read as stale, not spin.
+        tokio::time::advance(Duration::from_secs((1 << 23) + 5)).await;
+        assert_eq!(b.remaining(), 100);
+        b.deposit();
+        assert!(b.try_withdraw());
+    }
+
+    #[test]
+    fn racing_threads_never_exceed_the_bound() {
+        // Real clock, well inside one 10 s window: 1000 deposits allow exactly 300 withdrawals
+        // (a slot boundary during the test could admit at most one more per thread).
+        let b = RetryBudget::default();
+        for _ in 0..1000 {
+            b.deposit();
+        }
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let b = b.clone();
+                std::thread::spawn(move || (0..200).filter(|_| b.try_withdraw()).count())
+            })
+            .collect();
+        let total: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
+        assert!((300..=308).contains(&total), "{total}");
     }
 
     #[test]

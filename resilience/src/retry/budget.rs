@@ -19,8 +19,8 @@ const GEN_MASK: u64 = (1 << (64 - 2 * COUNT_BITS)) - 1;
 /// Every original request deposits one token; every retry withdraws one. Within the last `ttl`
 /// at most `min_per_sec·ttl + retry_percent·deposits` retries are allowed (rounded down, so a
 /// fractional percentage never over-allocates). Deposits and withdrawals older than `ttl` (to
-/// the granularity of one slot, `ttl/10`) no
-/// longer count. This is Finagle's retry budget and tower's `TpsBudget`.
+/// the granularity of one slot, `ttl/10`) no longer count. This is Finagle's retry budget and
+/// tower's `TpsBudget`.
 ///
 /// The window is a ring of 10 slots of `ttl/10`, each one `AtomicU64` packing a 24-bit
 /// generation tag and the slot's deposit and withdrawal counts, updated by compare-and-swap: no

@@ -121,3 +121,123 @@ where
         }
     }
 }
+
+#[cfg(feature = "http")]
+pub use self::buffer::BufferBodyFuture;
+
+#[cfg(feature = "http")]
+mod buffer {
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::task::{Context, Poll, ready};
+
+    use ::http::Request;
+    use ::http::request::Parts;
+    use http_body::Body;
+    use pin_project_lite::pin_project;
+    use tower_service::Service;
+
+    use super::super::body::{Collector, ReplayBody};
+
+    pin_project! {
+        /// Response future of [`BufferBody`](crate::retry::BufferBody): reads the body, then
+        /// calls the inner service.
+        ///
+        /// # Panics
+        ///
+        /// If polled again after it completed with a body error.
+        pub struct BufferBodyFuture<S, B, F> {
+            #[pin]
+            state: State<S, B, F>,
+        }
+    }
+
+    struct Pending<S, B> {
+        service: S,
+        parts: Parts,
+        body: B,
+        collector: Collector,
+    }
+
+    pin_project! {
+        #[project = StateProj]
+        enum State<S, B, F> {
+            // `None` once the future has completed with a body error.
+            Buffering { pending: Option<Pending<S, B>> },
+            Called { #[pin] future: F },
+        }
+    }
+
+    impl<S, B, F> std::fmt::Debug for BufferBodyFuture<S, B, F> {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            let state = match self.state {
+                State::Buffering { .. } => "Buffering",
+                State::Called { .. } => "Called",
+            };
+            f.debug_struct("BufferBodyFuture")
+                .field("state", &state)
+                .finish_non_exhaustive()
+        }
+    }
+
+    impl<S, B, F> BufferBodyFuture<S, B, F> {
+        pub(crate) fn new(service: S, req: Request<B>, collector: Collector) -> Self {
+            let (parts, body) = req.into_parts();
+            Self {
+                state: State::Buffering {
+                    pending: Some(Pending {
+                        service,
+                        parts,
+                        body,
+                        collector,
+                    }),
+                },
+            }
+        }
+    }
+
+    impl<S, B> Future for BufferBodyFuture<S, B, S::Future>
+    where
+        S: Service<Request<ReplayBody<B>>>,
+        B: Body + Unpin,
+        B::Error: Into<S::Error>,
+    {
+        type Output = Result<S::Response, S::Error>;
+
+        #[allow(
+            clippy::panic,
+            reason = "polling a future after it completed is a contract violation"
+        )]
+        fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+            let mut this = self.project();
+            loop {
+                match this.state.as_mut().project() {
+                    StateProj::Buffering { pending } => {
+                        let Some(p) = pending.as_mut() else {
+                            panic!("BufferBodyFuture polled after completion");
+                        };
+                        let complete = match ready!(p.collector.poll_collect(&mut p.body, cx)) {
+                            Ok(complete) => complete,
+                            Err(e) => {
+                                *pending = None;
+                                return Poll::Ready(Err(e.into()));
+                            }
+                        };
+                        if let Some(Pending {
+                            mut service,
+                            parts,
+                            body,
+                            collector,
+                        }) = pending.take()
+                        {
+                            let req = Request::from_parts(parts, collector.finish(complete, body));
+                            let future = service.call(req);
+                            this.state.set(State::Called { future });
+                        }
+                    }
+                    StateProj::Called { future } => return future.poll(cx),
+                }
+            }
+        }
+    }
+}

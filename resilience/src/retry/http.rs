@@ -1,23 +1,17 @@
 //! HTTP support: `Retry-After` and `grpc-retry-pushback-ms` hints, idempotency, and replayable
 //! request bodies.
 
-use std::pin::Pin;
-use std::task::{Context, Poll, ready};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use ::http::header::{HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
-use ::http::{Method, Request, Response};
-use bytes::{Buf, Bytes, BytesMut};
-use http_body::{Body, Frame, SizeHint};
-use http_body_util::BodyExt;
-use pin_project_lite::pin_project;
-
 use super::RetryPolicy;
+use super::body::ReplayBody;
 use super::config::RetryPolicyBuilder;
 use super::hint::{Hint, RetryHint};
 use super::replay::Replay;
 use crate::classify::HttpClassifier;
 use crate::error::ResilienceError;
+use ::http::header::{HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
+use ::http::{Method, Request, Response};
 
 const GRPC_PUSHBACK: HeaderName = HeaderName::from_static("grpc-retry-pushback-ms");
 const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
@@ -139,6 +133,12 @@ const fn days_from_civil(year: u64, month: u64, day: u64) -> u64 {
 ///
 /// Requests are copied with their method, URI, version, headers and extensions, and either a
 /// `Clone` body or a [`ReplayBody`]: a buffered one replays, a streaming one is sent once.
+///
+/// `Replay` is implemented for `Request<B>` with `B: Clone` and for `Request<ReplayBody<B>>`
+/// (which is not `Clone`): wrap bodies that are neither with [`ReplayBodyLayer`] or
+/// [`buffer_request`](super::buffer_request).
+///
+/// [`ReplayBodyLayer`]: super::ReplayBodyLayer
 #[derive(Debug, Clone, Copy, Default)]
 pub struct HttpReplay {
     _priv: (),
@@ -191,239 +191,6 @@ impl<B> Replay<Request<ReplayBody<B>>> for HttpReplay {
 
     fn is_idempotent(&self, req: &Request<ReplayBody<B>>) -> bool {
         Self::idempotent(req)
-    }
-}
-
-/// The default body buffering cap of [`buffer_request`]: 64 KiB.
-const DEFAULT_MAX_BUFFER: usize = 64 * 1024;
-
-pin_project! {
-    /// A request body that can be replayed if it was small enough to buffer.
-    ///
-    /// Made by [`buffer_request`] (or [`ReplayBody::buffer`]): a body of at most the cap is
-    /// read into memory and replays any number of times; a larger one keeps the prefix read so
-    /// far and streams the rest after it, in order, once. [`HttpReplay`] retries the first kind
-    /// and sends the second once, intact.
-    pub struct ReplayBody<B> {
-        #[pin]
-        kind: Kind<B>,
-    }
-}
-
-pin_project! {
-    #[project = KindProj]
-    enum Kind<B> {
-        Full { data: Bytes, trailers: Option<HeaderMap>, sent_data: bool, sent_trailers: bool },
-        Streaming { prefix: Option<Bytes>, #[pin] rest: B },
-    }
-}
-
-impl<B> std::fmt::Debug for ReplayBody<B> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.kind {
-            Kind::Full { data, .. } => f
-                .debug_struct("ReplayBody::Full")
-                .field("len", &data.len())
-                .finish_non_exhaustive(),
-            Kind::Streaming { prefix, .. } => f
-                .debug_struct("ReplayBody::Streaming")
-                .field("prefix_len", &prefix.as_ref().map_or(0, Bytes::len))
-                .finish_non_exhaustive(),
-        }
-    }
-}
-
-impl<B> ReplayBody<B> {
-    /// A replayable body holding `data`.
-    pub const fn full(data: Bytes) -> Self {
-        Self {
-            kind: Kind::Full {
-                data,
-                trailers: None,
-                sent_data: false,
-                sent_trailers: false,
-            },
-        }
-    }
-
-    /// `true` when the whole body is buffered and can be replayed.
-    pub const fn is_replayable(&self) -> bool {
-        matches!(self.kind, Kind::Full { .. })
-    }
-
-    /// A fresh copy of a buffered body, from its start; `None` for a streaming one.
-    pub fn replay(&self) -> Option<Self> {
-        match &self.kind {
-            Kind::Full { data, trailers, .. } => Some(Self {
-                kind: Kind::Full {
-                    data: data.clone(),
-                    trailers: trailers.clone(),
-                    sent_data: false,
-                    sent_trailers: false,
-                },
-            }),
-            Kind::Streaming { .. } => None,
-        }
-    }
-}
-
-impl<B> ReplayBody<B>
-where
-    B: Body + Unpin,
-{
-    /// Reads `body` into memory if it holds at most `max_bytes`; otherwise keeps what was read
-    /// and the rest of the stream, to be sent once.
-    ///
-    /// # Errors
-    ///
-    /// The body's own error, if reading it fails.
-    pub async fn buffer(mut body: B, max_bytes: usize) -> Result<Self, B::Error> {
-        if body.size_hint().lower() > max_bytes as u64 {
-            return Ok(Self::streaming(Bytes::new(), body));
-        }
-        let mut buf = BytesMut::new();
-        let mut trailers = None;
-        while let Some(frame) = body.frame().await {
-            let frame = frame?;
-            match frame.into_data() {
-                Ok(mut data) => {
-                    while data.has_remaining() {
-                        let chunk = data.chunk();
-                        buf.extend_from_slice(chunk);
-                        let n = chunk.len();
-                        data.advance(n);
-                    }
-                    if buf.len() > max_bytes {
-                        return Ok(Self::streaming(buf.freeze(), body));
-                    }
-                }
-                Err(frame) => {
-                    if let Ok(t) = frame.into_trailers() {
-                        match &mut trailers {
-                            None => trailers = Some(t),
-                            Some(all) => all.extend(t),
-                        }
-                    }
-                }
-            }
-        }
-        Ok(Self {
-            kind: Kind::Full {
-                data: buf.freeze(),
-                trailers,
-                sent_data: false,
-                sent_trailers: false,
-            },
-        })
-    }
-
-    const fn streaming(prefix: Bytes, rest: B) -> Self {
-        Self {
-            kind: Kind::Streaming {
-                prefix: Some(prefix),
-                rest,
-            },
-        }
-    }
-}
-
-/// Buffers `req`'s body (up to `max_bytes`; `None` means 64 KiB) so that [`HttpReplay`] can
-/// retry it. A larger body is sent once, intact, and never retried.
-///
-/// Call it before the retry service, for example in the handler that builds the request; the
-/// inner service must accept `Request<ReplayBody<B>>`.
-///
-/// # Errors
-///
-/// The body's own error, if reading it fails.
-pub async fn buffer_request<B>(
-    req: Request<B>,
-    max_bytes: Option<usize>,
-) -> Result<Request<ReplayBody<B>>, B::Error>
-where
-    B: Body + Unpin,
-{
-    let (parts, body) = req.into_parts();
-    let body = ReplayBody::buffer(body, max_bytes.unwrap_or(DEFAULT_MAX_BUFFER)).await?;
-    Ok(Request::from_parts(parts, body))
-}
-
-impl<B> Body for ReplayBody<B>
-where
-    B: Body,
-{
-    type Data = Bytes;
-    type Error = B::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
-        match self.project().kind.project() {
-            KindProj::Full {
-                data,
-                trailers,
-                sent_data,
-                sent_trailers,
-            } => {
-                if !*sent_data {
-                    *sent_data = true;
-                    if !data.is_empty() {
-                        return Poll::Ready(Some(Ok(Frame::data(data.clone()))));
-                    }
-                }
-                if !*sent_trailers {
-                    *sent_trailers = true;
-                    if let Some(t) = trailers.clone() {
-                        return Poll::Ready(Some(Ok(Frame::trailers(t))));
-                    }
-                }
-                Poll::Ready(None)
-            }
-            KindProj::Streaming { prefix, rest } => {
-                if let Some(p) = prefix.take()
-                    && !p.is_empty()
-                {
-                    return Poll::Ready(Some(Ok(Frame::data(p))));
-                }
-                let frame = ready!(rest.poll_frame(cx));
-                Poll::Ready(
-                    frame.map(|r| r.map(|f| f.map_data(|mut d| d.copy_to_bytes(d.remaining())))),
-                )
-            }
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        match &self.kind {
-            Kind::Full {
-                data,
-                trailers,
-                sent_data,
-                sent_trailers,
-            } => (*sent_data || data.is_empty()) && (*sent_trailers || trailers.is_none()),
-            Kind::Streaming { prefix, rest } => {
-                prefix.as_ref().is_none_or(Bytes::is_empty) && rest.is_end_stream()
-            }
-        }
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match &self.kind {
-            Kind::Full {
-                data, sent_data, ..
-            } => SizeHint::with_exact(if *sent_data { 0 } else { data.len() as u64 }),
-            Kind::Streaming { prefix, rest } => {
-                let p = prefix.as_ref().map_or(0, |p| p.len() as u64);
-                let r = rest.size_hint();
-                let mut h = SizeHint::new();
-                h.set_lower(r.lower().saturating_add(p));
-                if let Some(u) = r.upper() {
-                    h.set_upper(u.saturating_add(p));
-                }
-                h
-            }
-        }
     }
 }
 

@@ -45,7 +45,8 @@
 //! by `HttpReplay`, which also retries only idempotent methods (GET, HEAD, OPTIONS, TRACE, PUT,
 //! DELETE) unless the request carries an `Idempotency-Key` header or the policy sets
 //! [`retry_non_idempotent`](RetryPolicyBuilder::retry_non_idempotent). Bodies that are not
-//! `Clone` can be buffered up to a size cap into a replayable `ReplayBody`.
+//! `Clone` can be buffered up to a size cap into a replayable `ReplayBody` by `ReplayBodyLayer`
+//! (placed outside the retry layer) or `buffer_request`.
 //!
 //! # Randomness
 //!
@@ -62,6 +63,8 @@
 //! the [`deadline`](RetryPolicyBuilder::deadline) to bound them all.
 
 mod backoff;
+#[cfg(feature = "http")]
+mod body;
 mod budget;
 mod config;
 pub mod future;
@@ -75,12 +78,14 @@ mod rng;
 mod service;
 
 pub use self::backoff::{Backoff, Jitter};
+#[cfg(feature = "http")]
+pub use self::body::{BufferBody, ReplayBody, ReplayBodyLayer, buffer_request};
 pub use self::budget::{RetryBudget, RetryBudgetBuilder};
 pub use self::config::{RetryPolicy, RetryPolicyBuilder};
 pub use self::helper::retry;
 pub use self::hint::{ErrorHint, Hint, NoHint, RetryHint};
 #[cfg(feature = "http")]
-pub use self::http::{HttpHint, HttpReplay, ReplayBody, buffer_request};
+pub use self::http::{HttpHint, HttpReplay};
 pub use self::layer::RetryLayer;
 pub use self::replay::{CloneReplay, Replay};
 pub use self::service::Retry;

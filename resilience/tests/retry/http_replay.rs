@@ -317,3 +317,77 @@ async fn body_exactly_at_the_cap_is_replayable_and_one_byte_more_is_not() {
     let body = over.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(&body[..], &payload(cap + 1)[..]);
 }
+
+#[tokio::test(start_paused = true)]
+async fn replay_body_layer_buffers_inside_a_tower_stack() {
+    use sinew_resilience::retry::{ReplayBodyLayer, RetryLayer};
+    use tower::ServiceBuilder;
+
+    // Small: buffered, retried, the same bytes every time.
+    let small = payload(3000);
+    let (inner, bodies) = body_svc::<ReplayBody<Chunks>>(2);
+    let svc = ServiceBuilder::new()
+        .layer(ReplayBodyLayer::new().max_bytes(4096))
+        .layer(RetryLayer::new(policy().build().unwrap()))
+        .service(inner);
+    let res = svc
+        .oneshot(Request::put("/").body(chunked(&small, 1000)).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    {
+        let b = bodies.lock().unwrap();
+        assert_eq!(b.len(), 3);
+        assert!(b.iter().all(|b| b[..] == small[..]));
+    }
+
+    // Large: sent once, intact, and the 503 comes back unchanged.
+    let large = payload(10_000);
+    let (inner, bodies) = body_svc::<ReplayBody<Chunks>>(2);
+    let svc = ServiceBuilder::new()
+        .layer(ReplayBodyLayer::new().max_bytes(4096))
+        .layer(RetryLayer::new(policy().build().unwrap()))
+        .service(inner);
+    let res = svc
+        .oneshot(Request::put("/").body(chunked(&large, 1000)).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let b = bodies.lock().unwrap();
+    assert_eq!(b.len(), 1);
+    assert_eq!(&b[0][..], &large[..]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn body_read_errors_become_service_errors() {
+    use sinew_resilience::retry::ReplayBodyLayer;
+    use tower::Layer;
+
+    #[derive(Debug)]
+    struct Broken;
+    impl std::fmt::Display for Broken {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("broken body")
+        }
+    }
+    impl std::error::Error for Broken {}
+
+    let frames: Vec<Result<Frame<Bytes>, Broken>> =
+        vec![Ok(Frame::data(Bytes::from_static(b"abc"))), Err(Broken)];
+    let body = StreamBody::new(futures_util::stream::iter(frames));
+    let called = Arc::new(Mutex::new(0));
+    let inner = service_fn({
+        let called = Arc::clone(&called);
+        move |_req: Request<ReplayBody<_>>| {
+            *called.lock().unwrap() += 1;
+            async { Ok::<_, BoxError>(()) }
+        }
+    });
+    let err = ReplayBodyLayer::new()
+        .layer(inner)
+        .oneshot(Request::new(body))
+        .await
+        .unwrap_err();
+    assert!(err.is::<Broken>());
+    assert_eq!(*called.lock().unwrap(), 0);
+}

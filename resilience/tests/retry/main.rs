@@ -399,6 +399,31 @@ fn public_types_are_send_and_sync() {
         use sinew_resilience::classify::HttpClassifier;
         use sinew_resilience::retry::{HttpHint, HttpReplay, ReplayBody};
         send_sync::<RetryPolicy<HttpClassifier, HttpHint, HttpReplay>>();
-        send_sync::<ReplayBody<http_body_util::Full<bytes::Bytes>>>();
+        use sinew_resilience::retry::future::BufferBodyFuture;
+        use sinew_resilience::retry::{BufferBody, ReplayBodyLayer};
+        type Body = http_body_util::Full<bytes::Bytes>;
+        type HttpSvc = tower::util::BoxCloneSyncService<
+            http::Request<ReplayBody<Body>>,
+            http::Response<()>,
+            BoxError,
+        >;
+        send_sync::<ReplayBody<Body>>();
+        send_sync::<ReplayBodyLayer>();
+        send_sync::<BufferBody<HttpSvc>>();
+        send::<
+            BufferBodyFuture<
+                HttpSvc,
+                Body,
+                <HttpSvc as Service<http::Request<ReplayBody<Body>>>>::Future,
+            >,
+        >();
+        send::<
+            sinew_resilience::retry::future::ResponseFuture<
+                HttpSvc,
+                <HttpSvc as Service<http::Request<ReplayBody<Body>>>>::Future,
+                http::Request<ReplayBody<Body>>,
+                RetryPolicy<HttpClassifier, HttpHint, HttpReplay>,
+            >,
+        >();
     }
 }

@@ -37,6 +37,31 @@ impl RetryPolicy<HttpClassifier, HttpHint, HttpReplay> {
 /// - On an error, [`ResilienceError::retry_after`].
 ///
 /// The policy's `max_retry_after` caps every hint: a longer one gives up.
+///
+/// Clients whose responses are not `http::Response` reuse the header logic through
+/// [`HttpHint::from_headers`] in a closure, for example with reqwest:
+///
+/// ```
+/// use std::time::SystemTime;
+/// use sinew_resilience::retry::{Hint, HttpHint, RetryPolicy};
+/// use sinew_resilience::classify::Outcome;
+///
+/// let policy = RetryPolicy::builder()
+///     .classifier(|r: &Result<reqwest::Response, reqwest::Error>| match r {
+///         Ok(res) if res.status().is_server_error() => Outcome::Failure,
+///         Ok(_) => Outcome::Success,
+///         Err(_) => Outcome::Failure,
+///     })
+///     .hint(|r: &Result<reqwest::Response, reqwest::Error>| match r {
+///         Ok(res) => HttpHint::from_headers(res.headers(), SystemTime::now()),
+///         Err(_) => Hint::None,
+///     })
+///     .replay(|req: &reqwest::Request| req.try_clone())
+///     .build();
+/// assert!(policy.is_ok());
+/// ```
+///
+/// With tonic, read `grpc-retry-pushback-ms` from `Status::metadata()` the same way.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct HttpHint {
     _priv: (),

@@ -427,3 +427,63 @@ fn public_types_are_send_and_sync() {
         >();
     }
 }
+
+/// Collects formatted tracing output for one test.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn emits_debug_per_retry_and_warn_when_budget_is_empty() {
+    let out = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_ansi(false)
+        .with_writer({
+            let out = out.clone();
+            move || out.clone()
+        })
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let budget = RetryBudget::builder()
+        .min_per_sec(1)
+        .retry_percent(0.0)
+        .build()
+        .unwrap();
+    let policy = RetryPolicy::builder()
+        .max_attempts(3)
+        .jitter(Jitter::None)
+        .budget(budget)
+        .build()
+        .unwrap();
+    let (svc, _calls) = recording(|_| Err::<(), _>(io_fail()));
+    let svc = Retry::new(svc, policy);
+    let _ = svc.clone().oneshot(1).await; // two retries: DEBUG twice
+    tokio::time::advance(Duration::from_secs(1)).await;
+    // The reserve (1/s · 10 s) has 8 left: exhaust it.
+    for _ in 0..5 {
+        let _ = svc.clone().oneshot(1).await;
+    }
+    let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+    let retries = text
+        .lines()
+        .filter(|l| l.contains("DEBUG") && l.contains("retrying after failed attempt"))
+        .count();
+    assert_eq!(retries, 10, "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.contains("WARN") && l.contains("retry budget exhausted")),
+        "{text}"
+    );
+    assert!(text.contains("delay_ms=100"), "{text}");
+}

@@ -428,13 +428,21 @@ fn public_types_are_send_and_sync() {
     }
 }
 
-/// Collects formatted tracing output for one test.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
+thread_local! {
+    /// This thread's captured tracing output, if it is capturing.
+    static CAPTURE: std::cell::RefCell<Option<Vec<u8>>> = const { std::cell::RefCell::new(None) };
+}
 
-impl std::io::Write for Captured {
+/// Writes into the current thread's capture (or nowhere).
+struct ThreadCapture;
+
+impl std::io::Write for ThreadCapture {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
+        CAPTURE.with(|c| {
+            if let Some(out) = c.borrow_mut().as_mut() {
+                out.extend_from_slice(buf);
+            }
+        });
         Ok(buf.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
@@ -442,19 +450,29 @@ impl std::io::Write for Captured {
     }
 }
 
+/// Captures this thread's tracing output. A *global* subscriber is used because thread-local
+/// ones (`set_default`) can miss events when another test thread hits the same callsite
+/// concurrently (tracing caches callsite interest process-wide).
+fn capture_tracing() {
+    static INIT: std::sync::Once = std::sync::Once::new();
+    INIT.call_once(|| {
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::DEBUG)
+            .with_ansi(false)
+            .with_writer(|| ThreadCapture)
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).unwrap();
+    });
+    CAPTURE.with(|c| *c.borrow_mut() = Some(Vec::new()));
+}
+
+fn captured() -> String {
+    CAPTURE.with(|c| String::from_utf8(c.borrow().clone().unwrap_or_default()).unwrap())
+}
+
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn emits_debug_per_retry_and_warn_when_budget_is_empty() {
-    let out = Captured::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::DEBUG)
-        .with_ansi(false)
-        .with_writer({
-            let out = out.clone();
-            move || out.clone()
-        })
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
-
+    capture_tracing();
     let budget = RetryBudget::builder()
         .min_per_sec(1)
         .retry_percent(0.0)
@@ -468,22 +486,23 @@ async fn emits_debug_per_retry_and_warn_when_budget_is_empty() {
         .unwrap();
     let (svc, _calls) = recording(|_| Err::<(), _>(io_fail()));
     let svc = Retry::new(svc, policy);
-    let _ = svc.clone().oneshot(1).await; // two retries: DEBUG twice
-    tokio::time::advance(Duration::from_secs(1)).await;
-    // The reserve (1/s · 10 s) has 8 left: exhaust it.
-    for _ in 0..5 {
+    // The reserve is 1/s · 10 s = 10 retries; six requests want 12.
+    for _ in 0..6 {
         let _ = svc.clone().oneshot(1).await;
     }
-    let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+    let text = captured();
     let retries = text
         .lines()
         .filter(|l| l.contains("DEBUG") && l.contains("retrying after failed attempt"))
         .count();
     assert_eq!(retries, 10, "{text}");
     assert!(
+        text.contains("delay_ms=100") && text.contains("delay_ms=200"),
+        "{text}"
+    );
+    assert!(
         text.lines()
             .any(|l| l.contains("WARN") && l.contains("retry budget exhausted")),
         "{text}"
     );
-    assert!(text.contains("delay_ms=100"), "{text}");
 }

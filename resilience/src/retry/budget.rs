@@ -58,12 +58,24 @@ const GEN_MASK: u64 = (1 << (64 - 2 * COUNT_BITS)) - 1;
 /// assert!(!budget.try_withdraw());
 /// # Ok(()) }
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RetryBudget {
     inner: Arc<Inner>,
 }
 
-#[derive(Debug)]
+impl std::fmt::Debug for RetryBudget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RetryBudget")
+            .field(
+                "ttl",
+                &Duration::from_nanos(self.inner.slot_nanos.saturating_mul(SLOTS)),
+            )
+            .field("reserve", &self.inner.reserve)
+            .field("retry_percent", &self.inner.percent)
+            .finish_non_exhaustive()
+    }
+}
+
 struct Inner {
     start: Instant,
     slot_nanos: u64,

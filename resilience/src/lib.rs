@@ -7,6 +7,9 @@ pub mod error;
 mod lift;
 mod sync;
 
+#[cfg(feature = "retry")]
+pub mod retry;
+
 #[cfg(feature = "circuit-breaker")]
 pub mod circuit_breaker;
 
@@ -21,6 +24,8 @@ pub mod timeout;
 
 pub use crate::error::{BoxError, Error};
 pub use crate::lift::{LiftError, LiftErrorFuture, LiftErrorLayer};
+#[cfg(feature = "retry")]
+pub use crate::retry::{Retry, RetryLayer, retry};
 
 #[cfg(feature = "circuit-breaker")]
 pub use crate::circuit_breaker::{CircuitBreaker, CircuitBreakerLayer};

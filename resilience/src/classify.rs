@@ -185,6 +185,16 @@ mod http_classifier {
         }
     }
 
+    #[cfg(feature = "reqwest")]
+    impl<E: ResilienceError> Classify<reqwest::Response, E> for HttpClassifier {
+        fn classify(&self, result: &Result<reqwest::Response, E>) -> Outcome {
+            match result {
+                Ok(res) => self.classify_status(res.status()),
+                Err(e) => self.errors.classify_error(e),
+            }
+        }
+    }
+
     impl<B, E: ResilienceError> Classify<http::Response<B>, E> for HttpClassifier {
         fn classify(&self, result: &Result<http::Response<B>, E>) -> Outcome {
             match result {

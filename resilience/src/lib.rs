@@ -17,6 +17,8 @@ pub mod circuit_breaker;
 pub mod bulkhead;
 #[cfg(feature = "fallback")]
 pub mod fallback;
+#[cfg(feature = "policy")]
+pub mod policy;
 #[cfg(feature = "rate-limit")]
 pub mod rate_limit;
 #[cfg(feature = "timeout")]
@@ -34,6 +36,8 @@ pub use crate::circuit_breaker::{CircuitBreaker, CircuitBreakerLayer};
 pub use crate::bulkhead::{Bulkhead, BulkheadLayer};
 #[cfg(feature = "fallback")]
 pub use crate::fallback::{Fallback, FallbackLayer};
+#[cfg(feature = "policy")]
+pub use crate::policy::Policy;
 #[cfg(feature = "rate-limit")]
 pub use crate::rate_limit::{KeyedRateLimit, KeyedRateLimitLayer, RateLimit, RateLimitLayer};
 #[cfg(feature = "timeout")]

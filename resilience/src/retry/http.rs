@@ -176,15 +176,19 @@ impl HttpReplay {
     }
 
     fn idempotent<B>(req: &Request<B>) -> bool {
+        Self::idempotent_parts(req.method(), req.headers())
+    }
+
+    fn idempotent_parts(method: &Method, headers: &HeaderMap) -> bool {
         matches!(
-            *req.method(),
+            *method,
             Method::GET
                 | Method::HEAD
                 | Method::OPTIONS
                 | Method::TRACE
                 | Method::PUT
                 | Method::DELETE
-        ) || req.headers().contains_key(IDEMPOTENCY_KEY)
+        ) || headers.contains_key(IDEMPOTENCY_KEY)
     }
 }
 
@@ -216,6 +220,27 @@ impl<B> Replay<Request<ReplayBody<B>>> for HttpReplay {
 
     fn is_idempotent(&self, req: &Request<ReplayBody<B>>) -> bool {
         Self::idempotent(req)
+    }
+}
+
+#[cfg(feature = "reqwest")]
+impl Replay<reqwest::Request> for HttpReplay {
+    fn replay(&self, req: &reqwest::Request) -> Option<reqwest::Request> {
+        req.try_clone()
+    }
+
+    fn is_idempotent(&self, req: &reqwest::Request) -> bool {
+        Self::idempotent_parts(req.method(), req.headers())
+    }
+}
+
+#[cfg(feature = "reqwest")]
+impl<E: ResilienceError> RetryHint<reqwest::Response, E> for HttpHint {
+    fn hint(&self, result: &Result<reqwest::Response, E>) -> Hint {
+        match result {
+            Ok(res) => Self::from_headers(res.headers(), SystemTime::now()),
+            Err(e) => e.retry_after().map_or(Hint::None, Hint::After),
+        }
     }
 }
 

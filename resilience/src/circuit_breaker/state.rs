@@ -316,12 +316,12 @@ impl Shared {
             }
             self.transition_locked(&mut control, word, State::Open, reason, None)
         };
-        tracing::warn!(
+        tracing::debug!(
             breaker = %self.config.name,
             failure_rate,
             slow_call_rate = slow_rate,
             calls = counts.calls,
-            "circuit breaker opened"
+            "circuit breaker threshold reached"
         );
         self.emit_rates(failed, slow, failure_rate, slow_rate);
         self.emit_transition(transition);

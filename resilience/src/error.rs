@@ -373,6 +373,10 @@ pub enum ConfigError {
 
 impl ConfigError {
     /// Checks that `value` lies in `min..=max` (and is not NaN).
+    #[cfg_attr(
+        not(any(feature = "circuit-breaker", feature = "retry")),
+        allow(dead_code, reason = "used by some features only")
+    )]
     pub(crate) fn check_range(
         field: &'static str,
         value: f64,
@@ -392,6 +396,10 @@ impl ConfigError {
     }
 
     /// Checks that a duration is non-zero.
+    #[cfg_attr(
+        not(any(feature = "circuit-breaker", feature = "retry", feature = "timeout")),
+        allow(dead_code, reason = "used by some features only")
+    )]
     pub(crate) fn check_nonzero(field: &'static str, value: Duration) -> Result<Duration, Self> {
         if value.is_zero() {
             Err(Self::Zero { field })

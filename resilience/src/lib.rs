@@ -5,6 +5,7 @@
 pub mod classify;
 pub mod error;
 mod lift;
+#[cfg(feature = "circuit-breaker")]
 mod sync;
 
 #[cfg(feature = "retry")]

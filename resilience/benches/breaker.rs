@@ -180,6 +180,13 @@ fn ours_closed() -> CircuitBreaker<impl Service<Req, Response = Req, Error = Bar
     CircuitBreaker::new(bare(), Handle::new(Config::default()))
 }
 
+/// The same, on a breaker that lives for the process (`Handle::new_static`): no reference
+/// count updates per call.
+fn ours_closed_static()
+-> CircuitBreaker<impl Service<Req, Response = Req, Error = BareError> + Clone> {
+    CircuitBreaker::new(bare(), Handle::new_static(Config::default()))
+}
+
 /// A breaker opened the ordinary way, by failures (state `Open`, default 30 s wait, so each
 /// rejection reads the clock to compute `retry_after`).
 fn opened_by_failures() -> Handle {
@@ -224,6 +231,11 @@ fn one_thread(c: &mut Criterion) {
 
     let mut svc = ours_closed();
     g.bench_function("sinew_closed", |b| b.iter(|| drive(&mut svc, black_box(1))));
+
+    let mut svc = ours_closed_static();
+    g.bench_function("sinew_closed_static", |b| {
+        b.iter(|| drive(&mut svc, black_box(1)))
+    });
 
     let handle = opened_by_failures();
     let mut svc = CircuitBreaker::new(bare(), handle.clone());
@@ -299,6 +311,19 @@ fn two_threads_shared(c: &mut Criterion) {
 
     let svc = ours_closed();
     g.bench_function("sinew_closed", |b| {
+        b.iter_custom(|iters| {
+            two_threads(
+                iters,
+                || svc.clone(),
+                |s| {
+                    black_box(drive(s, black_box(1))).unwrap();
+                },
+            )
+        })
+    });
+
+    let svc = ours_closed_static();
+    g.bench_function("sinew_closed_static", |b| {
         b.iter_custom(|iters| {
             two_threads(
                 iters,
@@ -447,8 +472,55 @@ fn retry_success_path(c: &mut Criterion) {
         b.iter(|| drive(&mut svc, black_box(1)))
     });
 
-    // TODO(integrator): `sinew_retry` here, built from `sinew_resilience::retry`.
+    // Ours with the default policy: 3 attempts, full jitter, a Finagle budget (one deposit
+    // per request), a per-request random stream.
+    let mut svc =
+        sinew_resilience::Retry::new(bare(), sinew_resilience::retry::RetryPolicy::default());
+    g.bench_function("sinew_retry_default", |b| {
+        b.iter(|| drive(&mut svc, black_box(1)))
+    });
 
+    let policy = sinew_resilience::retry::RetryPolicy::builder()
+        .no_budget()
+        .build()
+        .unwrap();
+    let mut svc = sinew_resilience::Retry::new(bare(), policy);
+    g.bench_function("sinew_retry_no_budget", |b| {
+        b.iter(|| drive(&mut svc, black_box(1)))
+    });
+
+    g.finish();
+}
+
+fn composed_policy(c: &mut Criterion) {
+    let mut g = c.benchmark_group("composed_policy");
+    // The timeout layer creates a tokio `Sleep` per call, which needs a runtime context (the
+    // sleep is never polled here: the inner future is ready at once).
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let _guard = runtime.enter();
+
+    let mut svc = bare();
+    g.bench_function("bare_service", |b| b.iter(|| drive(&mut svc, black_box(1))));
+
+    // Fallback-free default policy: retry (budget) -> breaker -> bulkhead -> timeout.
+    let policy = sinew_resilience::Policy::builder().build().unwrap();
+    let mut svc = policy.layer().layer(bare());
+    g.bench_function("sinew_policy_default", |b| {
+        b.iter(|| drive(&mut svc, black_box(1)))
+    });
+
+    // tower's nearest equivalent: Retry -> ConcurrencyLimit -> Timeout (no breaker in tower).
+    let mut svc = tower::ServiceBuilder::new()
+        .retry(NeverRetry)
+        .concurrency_limit(100)
+        .timeout(Duration::from_secs(10))
+        .service(bare());
+    g.bench_function("tower_retry_limit_timeout", |b| {
+        b.iter(|| drive(&mut svc, black_box(1)))
+    });
     g.finish();
 }
 
@@ -464,6 +536,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = one_thread, two_threads_shared, retry_success_path
+    targets = one_thread, two_threads_shared, retry_success_path, composed_policy
 }
 criterion_main!(benches);

@@ -69,19 +69,37 @@ struct Transition {
     reason: TransitionReason,
 }
 
+/// Keeps a field on its own cache line, so that threads writing one hot field (the window)
+/// do not slow down threads reading another (the state word).
+#[derive(Debug)]
+#[repr(align(64))]
+struct Padded<T>(T);
+
+impl<T> std::ops::Deref for Padded<T> {
+    type Target = T;
+
+    #[inline(always)]
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
 pub(crate) struct Shared {
+    /// Read by every call; written only on transitions.
+    state: Padded<AtomicU64>,
+    /// Written by every recorded call.
+    closed: Padded<Window>,
+    /// Written by every rejected call.
+    not_permitted: Padded<AtomicU64>,
     config: Config,
     minimum_calls: u64,
     track_duration: bool,
     base: Instant,
-    state: AtomicU64,
     open_until: AtomicU64,
     half_open_until: AtomicU64,
     permits: Permits,
-    closed: Window,
     half_open: CountWindow,
     half_open_metrics: AtomicBool,
-    not_permitted: AtomicU64,
     rate_exceeded: AtomicBool,
     control: Mutex<Control>,
     watch: watch::Sender<State>,
@@ -93,6 +111,49 @@ impl fmt::Debug for Shared {
             .field("name", &self.config.name)
             .field("state", &state_of(self.state.load(Relaxed)))
             .finish_non_exhaustive()
+    }
+}
+
+/// The breaker state, reference-counted or (for breakers that live as long as the process)
+/// `'static`, which saves the two atomic reference-count updates per call.
+#[derive(Debug, Clone)]
+pub(crate) enum SharedRef {
+    Counted(Arc<Shared>),
+    Static(&'static Shared),
+}
+
+impl std::ops::Deref for SharedRef {
+    type Target = Shared;
+
+    #[inline(always)]
+    fn deref(&self) -> &Shared {
+        match self {
+            Self::Counted(arc) => arc,
+            Self::Static(shared) => shared,
+        }
+    }
+}
+
+enum WeakRef {
+    Counted(Weak<Shared>),
+    Static(&'static Shared),
+}
+
+impl WeakRef {
+    fn upgrade(&self) -> Option<SharedRef> {
+        match self {
+            Self::Counted(weak) => weak.upgrade().map(SharedRef::Counted),
+            Self::Static(shared) => Some(SharedRef::Static(shared)),
+        }
+    }
+}
+
+impl SharedRef {
+    fn downgrade(&self) -> WeakRef {
+        match self {
+            Self::Counted(arc) => WeakRef::Counted(Arc::downgrade(arc)),
+            Self::Static(shared) => WeakRef::Static(shared),
+        }
     }
 }
 
@@ -118,21 +179,23 @@ impl Shared {
             minimum_calls: u64::from(config.effective_minimum_calls()),
             track_duration: config.slow_call_duration.is_some(),
             half_open: CountWindow::new(config.half_open_permits),
-            closed,
+            closed: Padded(closed),
             config,
             base: Instant::now(),
-            state: AtomicU64::new(pack(0, State::Closed)),
+            state: Padded(AtomicU64::new(pack(0, State::Closed))),
             open_until: AtomicU64::new(0),
             half_open_until: AtomicU64::new(u64::MAX),
             permits: Permits::new(),
             half_open_metrics: AtomicBool::new(false),
-            not_permitted: AtomicU64::new(0),
+            not_permitted: Padded(AtomicU64::new(0)),
             rate_exceeded: AtomicBool::new(false),
             control: Mutex::new(Control::default()),
             watch: watch::Sender::new(State::Closed),
         }
     }
+}
 
+impl SharedRef {
     fn now(&self) -> u64 {
         nanos(Instant::now().saturating_duration_since(self.base))
     }
@@ -142,7 +205,7 @@ impl Shared {
     }
 
     #[inline]
-    fn acquire(self: &Arc<Self>) -> Result<Permit, CircuitOpen> {
+    fn acquire(&self) -> Result<Permit, CircuitOpen> {
         loop {
             let word = self.state.load(Acquire);
             let generation = generation(word);
@@ -183,7 +246,7 @@ impl Shared {
                 0
             };
             return Ok(Permit {
-                shared: Arc::clone(self),
+                shared: self.clone(),
                 generation,
                 kind,
                 start,
@@ -206,8 +269,9 @@ impl Shared {
         CircuitOpen::new(retry_after)
     }
 
+    #[inline]
     fn record(
-        self: &Arc<Self>,
+        &self,
         generation: u64,
         kind: PermitKind,
         outcome: Outcome,
@@ -288,7 +352,7 @@ impl Shared {
         (f || s).then_some((f, s, failure, slow))
     }
 
-    fn evaluate_closed(self: &Arc<Self>, generation: u64, kind: PermitKind, counts: Counts) {
+    fn evaluate_closed(&self, generation: u64, kind: PermitKind, counts: Counts) {
         let Some((failed, slow, failure_rate, slow_rate)) =
             self.exceeded(counts, self.minimum_calls)
         else {
@@ -327,7 +391,7 @@ impl Shared {
         self.emit_transition(transition);
     }
 
-    fn evaluate_half_open(self: &Arc<Self>, generation: u64, code: u8, counts: Counts) {
+    fn evaluate_half_open(&self, generation: u64, code: u8, counts: Counts) {
         let permits = u64::from(self.config.half_open_permits);
         let (to, reason) = match self.config.half_open_decision {
             HalfOpenDecision::AnyFailure if code & 0b011 != 0 => {
@@ -363,12 +427,7 @@ impl Shared {
 
     /// Moves from the state of `expected_generation` to `to`, unless another thread already
     /// moved on.
-    fn transition_if(
-        self: &Arc<Self>,
-        expected_generation: u64,
-        to: State,
-        reason: TransitionReason,
-    ) {
+    fn transition_if(&self, expected_generation: u64, to: State, reason: TransitionReason) {
         let transition = {
             let mut control = self.control();
             let word = self.state.load(Acquire);
@@ -383,7 +442,7 @@ impl Shared {
     /// Changes state. The caller holds the control lock, so every field written here is
     /// visible to whoever loads the new state word (`Release` below, `Acquire` in readers).
     fn transition_locked(
-        self: &Arc<Self>,
+        &self,
         control: &mut Control,
         word: u64,
         to: State,
@@ -464,7 +523,7 @@ impl Shared {
 
     /// Arms the automatic transition timer, when enabled and a runtime is at hand.
     fn schedule(
-        self: &Arc<Self>,
+        &self,
         control: &mut Control,
         generation: u64,
         at: u64,
@@ -479,7 +538,7 @@ impl Shared {
             return;
         };
         let deadline = self.base + Duration::from_nanos(at);
-        let weak: Weak<Self> = Arc::downgrade(self);
+        let weak = self.downgrade();
         let task = runtime.spawn(async move {
             tokio::time::sleep_until(deadline).await;
             if let Some(shared) = weak.upgrade() {
@@ -542,11 +601,7 @@ impl Shared {
         }
     }
 
-    fn manual(
-        self: &Arc<Self>,
-        to: State,
-        open_until: Option<u64>,
-    ) -> Result<(), IllegalTransition> {
+    fn manual(&self, to: State, open_until: Option<u64>) -> Result<(), IllegalTransition> {
         let transition = {
             let mut control = self.control();
             let word = self.state.load(Acquire);
@@ -570,14 +625,27 @@ impl Shared {
 /// a handle (or from a layer holding it) counts into, and is gated by, the same state.
 #[derive(Debug, Clone)]
 pub struct Handle {
-    shared: Arc<Shared>,
+    shared: SharedRef,
 }
 
 impl Handle {
     /// A new breaker in the closed state.
     pub fn new(config: Config) -> Self {
         Self {
-            shared: Arc::new(Shared::new(config)),
+            shared: SharedRef::Counted(Arc::new(Shared::new(config))),
+        }
+    }
+
+    /// A new breaker that lives until the process exits: its memory (a few hundred bytes plus
+    /// one byte per call in a count-based window) is never freed.
+    ///
+    /// Calls through it skip the two atomic reference-count updates that a [`Handle::new`]
+    /// breaker pays per call (about 10 ns on a 2-vCPU VM; see `docs/benchmarks.md`). Use it for
+    /// the breakers you create once at startup. Never create one per request, per connection or
+    /// per key: each call leaks another breaker.
+    pub fn new_static(config: Config) -> Self {
+        Self {
+            shared: SharedRef::Static(Box::leak(Box::new(Shared::new(config)))),
         }
     }
 
@@ -693,7 +761,7 @@ impl Handle {
 /// dropping a permit unreported records nothing (and returns a half-open probe slot).
 #[must_use = "report the call's outcome with `record`, or drop the permit to record nothing"]
 pub struct Permit {
-    shared: Arc<Shared>,
+    shared: SharedRef,
     generation: u64,
     kind: PermitKind,
     start: u64,

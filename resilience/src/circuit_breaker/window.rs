@@ -5,7 +5,7 @@
 //! it, so every subtraction removes something that was added earlier and no counter ever goes
 //! below zero, even transiently.
 
-use crate::sync::{AtomicU8, AtomicU64, Ordering::Relaxed};
+use crate::sync::{AtomicBool, AtomicU8, AtomicU64, Ordering::Relaxed};
 
 /// Outcome of one recorded call, as stored in a slot.
 pub(crate) const EMPTY: u8 = 0;
@@ -25,25 +25,22 @@ pub(crate) struct Counts {
     pub(crate) slow: u64,
 }
 
-// Count window word: | cursor:16 | calls:16 | failed:16 | slow:16 |
+// Count window word: | calls made:32 | failed:16 | slow:16 |
+//
+// The call counter only grows (wrapping after 2^32 calls, which moves the ring's cursor once and
+// keeps the counters exact); the number of calls in the window is `min(counter, size)`, or
+// `size` once the ring has been filled.
 const FIELD: u32 = 16;
 const MASK: u64 = (1 << FIELD) - 1;
 const SLOW_SHIFT: u32 = 0;
 const FAILED_SHIFT: u32 = FIELD;
-const CALLS_SHIFT: u32 = 2 * FIELD;
-const CURSOR_SHIFT: u32 = 3 * FIELD;
+const COUNTER_SHIFT: u32 = 2 * FIELD;
+const ONE_CALL: u64 = 1 << COUNTER_SHIFT;
 
+#[inline(always)]
 const fn contribution(code: u8) -> u64 {
     ((((code & FAILED) != 0) as u64) << FAILED_SHIFT)
         | ((((code & SLOW) != 0) as u64) << SLOW_SHIFT)
-}
-
-const fn unpack(word: u64) -> Counts {
-    Counts {
-        calls: (word >> CALLS_SHIFT) & MASK,
-        failed: (word >> FAILED_SHIFT) & MASK,
-        slow: (word >> SLOW_SHIFT) & MASK,
-    }
 }
 
 /// The last `size` outcomes, in a ring of one-byte slots.
@@ -51,6 +48,8 @@ const fn unpack(word: u64) -> Counts {
 pub(crate) struct CountWindow {
     size: u64,
     word: AtomicU64,
+    /// Set once `size` calls have been made since the last reset.
+    full: AtomicBool,
     slots: Box<[AtomicU8]>,
 }
 
@@ -60,48 +59,50 @@ impl CountWindow {
         Self {
             size,
             word: AtomicU64::new(0),
+            full: AtomicBool::new(false),
             slots: (0..size).map(|_| AtomicU8::new(EMPTY)).collect(),
         }
     }
 
+    #[inline(always)]
+    fn unpack(&self, word: u64, full: bool) -> Counts {
+        let made = word >> COUNTER_SHIFT;
+        Counts {
+            calls: if full { self.size } else { made.min(self.size) },
+            failed: (word >> FAILED_SHIFT) & MASK,
+            slow: (word >> SLOW_SHIFT) & MASK,
+        }
+    }
+
     /// Records one outcome; returns the counts right after it entered the window.
+    #[inline]
     pub(crate) fn record(&self, code: u8) -> Counts {
         let add = contribution(code);
-        // Claim a slot and count the new outcome in one CAS.
-        let mut cur = self.word.load(Relaxed);
-        let (pos, mut after) = loop {
-            let cursor = cur >> CURSOR_SHIFT;
-            let calls = ((cur >> CALLS_SHIFT) & MASK) + 1;
-            let next_cursor = if cursor + 1 >= self.size {
-                0
-            } else {
-                cursor + 1
-            };
-            let new = (next_cursor << CURSOR_SHIFT)
-                | (calls.min(self.size) << CALLS_SHIFT)
-                | ((cur & ((MASK << FAILED_SHIFT) | MASK)) + add);
-            match self.word.compare_exchange_weak(cur, new, Relaxed, Relaxed) {
-                Ok(_) => break (cursor, new),
-                Err(actual) => cur = actual,
-            }
-        };
-        let Some(slot) = self.slots.get(pos as usize) else {
-            return unpack(after);
+        // Claim a slot and count the new outcome in one atomic add.
+        let before = self.word.fetch_add(ONE_CALL + add, Relaxed);
+        let mut after = before.wrapping_add(ONE_CALL + add);
+        let made = before >> COUNTER_SHIFT;
+        let mut full = self.full.load(Relaxed);
+        if !full && made + 1 >= self.size {
+            self.full.store(true, Relaxed);
+            full = true;
+        }
+        let Some(slot) = self.slots.get((made % self.size) as usize) else {
+            return self.unpack(after, full);
         };
         // The steady state of a healthy service: a success replacing a success.
-        if slot.load(Relaxed) == code && add == 0 {
-            return unpack(after);
+        if add == 0 && slot.load(Relaxed) == code {
+            return self.unpack(after, full);
         }
-        let old = slot.swap(code, Relaxed);
-        let sub = contribution(old);
+        let sub = contribution(slot.swap(code, Relaxed));
         if sub != 0 {
             after = self.word.fetch_sub(sub, Relaxed) - sub;
         }
-        unpack(after)
+        self.unpack(after, full)
     }
 
     pub(crate) fn counts(&self) -> Counts {
-        unpack(self.word.load(Relaxed))
+        self.unpack(self.word.load(Relaxed), self.full.load(Relaxed))
     }
 
     /// Empties the window. Only called under the breaker's transition lock.
@@ -112,7 +113,8 @@ impl CountWindow {
                 self.word.fetch_sub(sub, Relaxed);
             }
         }
-        // Clear cursor and calls, keeping whatever in-flight records added to the rest.
+        self.full.store(false, Relaxed);
+        // Clear the call counter, keeping whatever in-flight records added to the rest.
         let mut cur = self.word.load(Relaxed);
         loop {
             let new = cur & ((MASK << FAILED_SHIFT) | MASK);
@@ -248,6 +250,7 @@ pub(crate) enum Window {
 }
 
 impl Window {
+    #[inline]
     pub(crate) fn record(&self, code: u8, now: u64) -> Counts {
         match self {
             Self::Count(w) => w.record(code),

@@ -8,8 +8,7 @@
 //! Each case builds its breaker, warms up (first calls may touch lazily initialised statics such
 //! as tracing's callsite registry), then counts the allocations of 10 000 calls, which must be 0.
 //!
-//! The retry success path belongs here too: the integrator adds it once the retry layer
-//! (`sinew_resilience::retry`) is merged, which it is not on this branch.
+//! The retry success path and the composed policy's success path are covered too.
 #![cfg(feature = "circuit-breaker")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -140,6 +139,34 @@ fn the_counter_sees_allocations() {
     assert_eq!(n, 1);
 }
 
-// TODO(integrator): `retry_success_path_does_not_allocate`, once `sinew_resilience::retry` is
-// merged: the retry layer around `bare()` with a policy that would retry on failure, one
-// successful attempt per call.
+#[cfg(feature = "retry")]
+#[test]
+fn retry_success_path_does_not_allocate() {
+    use sinew_resilience::retry::RetryPolicy;
+    // The default policy: budget deposits, per-request random stream, a clone of the inner
+    // service per request.
+    let mut svc = sinew_resilience::Retry::new(bare(), RetryPolicy::default());
+    let n = allocations(|i| assert_eq!(call_once(&mut svc, i).unwrap(), i + 1));
+    assert_eq!(n, 0, "{n} allocations in {CALLS} retry calls");
+}
+
+#[cfg(feature = "policy")]
+#[test]
+fn composed_policy_success_path_does_not_allocate() {
+    use tower::Layer;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let _guard = runtime.enter();
+    let policy = sinew_resilience::Policy::builder().build().unwrap();
+    let mut svc = policy
+        .layer()
+        .layer(service_fn(|req: u64| ready(Ok::<_, Infallible>(req + 1))));
+    let n = allocations(|i| assert_eq!(call_once(&mut svc, i).unwrap(), i + 1));
+    assert_eq!(policy.breaker().state(), State::Closed);
+    assert_eq!(
+        n, 0,
+        "{n} allocations in {CALLS} calls through the composed policy"
+    );
+}

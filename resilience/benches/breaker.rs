@@ -174,6 +174,30 @@ impl<Res, E> Policy<Req, Res, E> for NeverRetry {
     }
 }
 
+/// tower's retry with its `TpsBudget` (Finagle's defaults: 10 s, 10/s, 20 %): a deposit per
+/// request, as our default policy makes, and a withdrawal before any retry.
+#[derive(Clone)]
+struct TowerBudgetRetry(Arc<tower::retry::budget::TpsBudget>);
+
+impl<Res, E> Policy<Req, Res, E> for TowerBudgetRetry {
+    type Future = Ready<()>;
+
+    fn retry(&mut self, _: &mut Req, result: &mut Result<Res, E>) -> Option<Self::Future> {
+        use tower::retry::budget::Budget;
+        match result {
+            Ok(_) => {
+                self.0.deposit();
+                None
+            }
+            Err(_) => self.0.withdraw().then(|| ready(())),
+        }
+    }
+
+    fn clone_request(&mut self, req: &Req) -> Option<Req> {
+        Some(*req)
+    }
+}
+
 fn ours_closed() -> CircuitBreaker<impl Service<Req, Response = Req, Error = BareError> + Clone> {
     // Default config: count-based window of 100 calls, slow calls not tracked (so no clock read
     // per call).
@@ -469,6 +493,14 @@ fn retry_success_path(c: &mut Criterion) {
 
     let mut svc = tower_retry();
     g.bench_function("tower_retry_no_retry", |b| {
+        b.iter(|| drive(&mut svc, black_box(1)))
+    });
+
+    let mut svc = Retry::new(
+        TowerBudgetRetry(Arc::new(tower::retry::budget::TpsBudget::default())),
+        bare(),
+    );
+    g.bench_function("tower_retry_tps_budget", |b| {
         b.iter(|| drive(&mut svc, black_box(1)))
     });
 

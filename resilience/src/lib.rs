@@ -5,7 +5,7 @@
 pub mod classify;
 pub mod error;
 mod lift;
-#[cfg(feature = "circuit-breaker")]
+#[cfg(any(feature = "circuit-breaker", feature = "retry"))]
 mod sync;
 
 #[cfg(feature = "retry")]

@@ -1,7 +1,7 @@
 //! A lock-free retry budget in the form of Finagle's `RetryBudget` (tower's `TpsBudget`).
 
+use crate::sync::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::time::Instant;

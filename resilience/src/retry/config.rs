@@ -147,14 +147,15 @@ impl<C, H, R> RetryPolicy<C, H, R> {
         )
     }
 
-    /// Starts tracking one request: deposits in the budget and takes a random stream.
+    /// Starts tracking one request: deposits in the budget. The request's random stream is
+    /// drawn at its first retry, so the success path does not touch the shared seed counter.
     pub(crate) fn begin(&self) -> Attempts {
         if let Some(b) = &self.shared.budget {
             b.deposit();
         }
         Attempts {
             calls: 1,
-            backoff: BackoffState::new(self.shared.seeds.stream()),
+            backoff: None,
             started: self.shared.settings.deadline.map(|_| Instant::now()),
         }
     }
@@ -217,7 +218,10 @@ impl<C, H, R> RetryPolicy<C, H, R> {
                 return None;
             }
             Hint::After(hint) => hint,
-            Hint::None => state.backoff.delay(&s.settings.backoff, attempt - 1),
+            Hint::None => state
+                .backoff
+                .get_or_insert_with(|| BackoffState::new(s.seeds.stream()))
+                .delay(&s.settings.backoff, attempt - 1),
         };
         if let (Some(deadline), Some(started)) = (s.settings.deadline, state.started)
             && started.elapsed().saturating_add(delay) > deadline
@@ -246,7 +250,8 @@ impl<C, H, R> RetryPolicy<C, H, R> {
 pub(crate) struct Attempts {
     /// Calls made or decided on so far, the first included.
     calls: u32,
-    backoff: BackoffState,
+    /// The request's own random stream, taken at its first retry.
+    backoff: Option<BackoffState>,
     started: Option<Instant>,
 }
 

@@ -73,6 +73,8 @@ mod hint;
 #[cfg(feature = "http")]
 mod http;
 mod layer;
+#[cfg(all(test, sinew_loom))]
+mod loom_budget;
 mod replay;
 mod rng;
 mod service;

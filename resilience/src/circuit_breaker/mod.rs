@@ -24,7 +24,9 @@
 //! success.
 //!
 //! Closed calls take no lock and allocate nothing: the state is one atomic word, the count
-//! window a ring of bytes with packed counters updated by compare-and-swap.
+//! window a ring of bytes whose packed counters take one atomic add per call. A breaker that
+//! lives as long as the process can be created with [`Handle::new_static`], which also skips
+//! the reference counting per call (see `docs/benchmarks.md` for the figures).
 //!
 //! # Example
 //!

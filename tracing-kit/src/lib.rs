@@ -1,0 +1,6 @@
+//! OpenTelemetry in one call, and W3C trace context plus correlation IDs carried across HTTP,
+//! gRPC and messaging.
+#![cfg_attr(docsrs, feature(doc_cfg))]
+#![doc(test(attr(deny(warnings))))]
+
+pub mod correlation;

@@ -67,14 +67,14 @@ impl Default for BulkheadConfigBuilder {
 
 impl BulkheadConfigBuilder {
     /// How many calls may be in flight at once.
-    pub const fn with_max_concurrent(mut self, max_concurrent: usize) -> Self {
+    pub const fn max_concurrent(mut self, max_concurrent: usize) -> Self {
         self.max_concurrent = max_concurrent;
         self
     }
 
     /// Lets a call wait up to `max_wait` for a permit before it is rejected. The wait happens
     /// in `poll_ready`. `Duration::ZERO` is the same as not waiting.
-    pub const fn with_max_wait(mut self, max_wait: Duration) -> Self {
+    pub const fn max_wait(mut self, max_wait: Duration) -> Self {
         self.max_wait = if max_wait.is_zero() {
             None
         } else {
@@ -84,7 +84,7 @@ impl BulkheadConfigBuilder {
     }
 
     /// Rejects a call at once when no permit is free (the default).
-    pub const fn with_reject_when_full(mut self) -> Self {
+    pub const fn reject_when_full(mut self) -> Self {
         self.max_wait = None;
         self
     }
@@ -122,7 +122,7 @@ mod tests {
     #[test]
     fn zero_permits_is_rejected() {
         let err = BulkheadConfig::builder()
-            .with_max_concurrent(0)
+            .max_concurrent(0)
             .build()
             .unwrap_err();
         assert_eq!(
@@ -136,7 +136,7 @@ mod tests {
     #[test]
     fn too_many_permits_is_rejected() {
         let err = BulkheadConfig::builder()
-            .with_max_concurrent(usize::MAX)
+            .max_concurrent(usize::MAX)
             .build()
             .unwrap_err();
         assert!(matches!(err, ConfigError::TooLarge { .. }));
@@ -145,7 +145,7 @@ mod tests {
     #[test]
     fn zero_wait_means_reject_at_once() {
         let c = BulkheadConfig::builder()
-            .with_max_wait(Duration::ZERO)
+            .max_wait(Duration::ZERO)
             .build()
             .unwrap();
         assert_eq!(c.max_wait(), None);

@@ -20,7 +20,7 @@
 //! use tower::{service_fn, Service, ServiceBuilder, ServiceExt};
 //!
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), BoxError> {
-//! let config = BulkheadConfig::builder().with_max_concurrent(1).build()?;
+//! let config = BulkheadConfig::builder().max_concurrent(1).build()?;
 //! let mut svc = ServiceBuilder::new()
 //!     .layer(BulkheadLayer::new(config))
 //!     .service(service_fn(|x: u32| async move { Ok::<_, BoxError>(x * 2) }));

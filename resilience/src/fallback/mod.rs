@@ -25,7 +25,7 @@
 //! let mut svc = ServiceBuilder::new()
 //!     // When the bulkhead is full, answer from a (pretend) cache instead of failing.
 //!     .layer(FallbackLayer::on_rejection(|_err: BoxError| "cached"))
-//!     .layer(BulkheadLayer::new(BulkheadConfig::builder().with_max_concurrent(1).build()?))
+//!     .layer(BulkheadLayer::new(BulkheadConfig::builder().max_concurrent(1).build()?))
 //!     .service(service_fn(|_: ()| async {
 //!         tokio::time::sleep(Duration::from_secs(1)).await;
 //!         Ok::<_, BoxError>("fresh")

@@ -180,12 +180,10 @@ impl<C, H, R> PolicyBuilder<C, H, R> {
         let breaker = self.breaker.name(self.name).build()?;
         let retry = self.retry.build()?;
         let bulkhead = match self.max_concurrent {
-            Some(max) => BulkheadConfig::builder().with_max_concurrent(max).build()?,
+            Some(max) => BulkheadConfig::builder().max_concurrent(max).build()?,
             None => self.bulkhead,
         };
-        let timeout = TimeoutConfig::builder()
-            .with_timeout(self.timeout)
-            .build()?;
+        let timeout = TimeoutConfig::builder().timeout(self.timeout).build()?;
         Ok(Policy {
             retry,
             breaker: Handle::new(breaker),

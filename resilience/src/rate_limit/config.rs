@@ -71,8 +71,8 @@ enum Rate {
 ///
 /// // 10 calls per second, at most 20 at once.
 /// let config = RateLimitConfig::builder()
-///     .with_per_second(10)
-///     .with_burst(NonZeroU32::new(20).unwrap())
+///     .per_second(10)
+///     .burst(NonZeroU32::new(20).unwrap())
 ///     .build()
 ///     .unwrap();
 /// assert_eq!(config.period(), Duration::from_millis(100));
@@ -92,25 +92,25 @@ impl Default for RateLimitConfigBuilder {
 
 impl RateLimitConfigBuilder {
     /// Admits `n` calls per second; the burst defaults to `n`.
-    pub const fn with_per_second(mut self, n: u32) -> Self {
+    pub const fn per_second(mut self, n: u32) -> Self {
         self.rate = Rate::PerSecond(n);
         self
     }
 
     /// Admits `n` calls per minute; the burst defaults to `n`.
-    pub const fn with_per_minute(mut self, n: u32) -> Self {
+    pub const fn per_minute(mut self, n: u32) -> Self {
         self.rate = Rate::PerMinute(n);
         self
     }
 
     /// Admits one call every `period`; the burst defaults to 1.
-    pub const fn with_period(mut self, period: Duration) -> Self {
+    pub const fn period(mut self, period: Duration) -> Self {
         self.rate = Rate::Period(period);
         self
     }
 
     /// Admits up to `burst` calls at once.
-    pub const fn with_burst(mut self, burst: NonZeroU32) -> Self {
+    pub const fn burst(mut self, burst: NonZeroU32) -> Self {
         self.burst = Some(burst);
         self
     }
@@ -157,33 +157,30 @@ mod tests {
     fn zero_rates_are_rejected() {
         let zero = |b: RateLimitConfigBuilder| b.build().unwrap_err();
         assert_eq!(
-            zero(RateLimitConfig::builder().with_per_second(0)),
+            zero(RateLimitConfig::builder().per_second(0)),
             ConfigError::Zero {
                 field: "per_second"
             }
         );
         assert_eq!(
-            zero(RateLimitConfig::builder().with_per_minute(0)),
+            zero(RateLimitConfig::builder().per_minute(0)),
             ConfigError::Zero {
                 field: "per_minute"
             }
         );
         assert_eq!(
-            zero(RateLimitConfig::builder().with_period(Duration::ZERO)),
+            zero(RateLimitConfig::builder().period(Duration::ZERO)),
             ConfigError::Zero { field: "period" }
         );
     }
 
     #[test]
     fn rates_and_bursts() {
-        let c = RateLimitConfig::builder()
-            .with_per_minute(6)
-            .build()
-            .unwrap();
+        let c = RateLimitConfig::builder().per_minute(6).build().unwrap();
         assert_eq!(c.period(), Duration::from_secs(10));
         assert_eq!(c.burst().get(), 6);
         let c = RateLimitConfig::builder()
-            .with_period(Duration::from_millis(250))
+            .period(Duration::from_millis(250))
             .build()
             .unwrap();
         assert_eq!(c.period(), Duration::from_millis(250));

@@ -21,7 +21,7 @@
 //!
 //! # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() -> Result<(), BoxError> {
 //! // Two calls per second, both at once if they like.
-//! let config = RateLimitConfig::builder().with_per_second(2).build()?;
+//! let config = RateLimitConfig::builder().per_second(2).build()?;
 //! let mut svc = ServiceBuilder::new()
 //!     .layer(RateLimitLayer::new(config))
 //!     .service(service_fn(|x: u32| async move { Ok::<_, BoxError>(x) }));
@@ -58,7 +58,7 @@
 //! use sinew_resilience::rate_limit::{KeyedRateLimitLayer, RateLimitConfig};
 //!
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
-//! let config = RateLimitConfig::builder().with_per_minute(60).build().unwrap();
+//! let config = RateLimitConfig::builder().per_minute(60).build().unwrap();
 //! let layer = KeyedRateLimitLayer::new(config, |req: &(IpAddr, String)| req.0);
 //! let housekeeping = layer.clone();
 //! tokio::spawn(async move {

@@ -56,7 +56,7 @@ impl Default for TimeoutConfigBuilder {
 
 impl TimeoutConfigBuilder {
     /// How long a call may take before it is cancelled.
-    pub const fn with_timeout(mut self, timeout: Duration) -> Self {
+    pub const fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
     }
@@ -80,7 +80,7 @@ mod tests {
     #[test]
     fn zero_timeout_is_rejected() {
         let err = TimeoutConfig::builder()
-            .with_timeout(Duration::ZERO)
+            .timeout(Duration::ZERO)
             .build()
             .unwrap_err();
         assert_eq!(err, ConfigError::Zero { field: "timeout" });

@@ -17,7 +17,7 @@
 //!
 //! # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() -> Result<(), BoxError> {
 //! let config = TimeoutConfig::builder()
-//!     .with_timeout(Duration::from_millis(100))
+//!     .timeout(Duration::from_millis(100))
 //!     .build()?;
 //! let svc = ServiceBuilder::new()
 //!     // Requests for "slow" may take a second.

@@ -18,15 +18,15 @@ use tower_test::mock;
 
 fn reject_mode(permits: usize) -> BulkheadConfig {
     BulkheadConfig::builder()
-        .with_max_concurrent(permits)
+        .max_concurrent(permits)
         .build()
         .unwrap()
 }
 
 fn wait_mode(permits: usize, wait: Duration) -> BulkheadConfig {
     BulkheadConfig::builder()
-        .with_max_concurrent(permits)
-        .with_max_wait(wait)
+        .max_concurrent(permits)
+        .max_wait(wait)
         .build()
         .unwrap()
 }
@@ -189,12 +189,7 @@ fn rejection_is_ignored_by_default_classifier_unless_counted() {
 
 #[test]
 fn zero_permits_is_a_config_error() {
-    assert!(
-        BulkheadConfig::builder()
-            .with_max_concurrent(0)
-            .build()
-            .is_err()
-    );
+    assert!(BulkheadConfig::builder().max_concurrent(0).build().is_err());
 }
 
 #[tokio::test]

@@ -25,10 +25,7 @@ fn echo() -> Echo {
 }
 
 fn per_second(n: u32) -> RateLimitConfig {
-    RateLimitConfig::builder()
-        .with_per_second(n)
-        .build()
-        .unwrap()
+    RateLimitConfig::builder().per_second(n).build().unwrap()
 }
 
 async fn call<S>(svc: &mut S, req: u32) -> Result<u32, Error<()>>
@@ -76,8 +73,8 @@ async fn burst_admitted_then_rejected_with_retry_after_then_admitted_after_wait(
 #[tokio::test(start_paused = true)]
 async fn burst_larger_than_rate() {
     let config = RateLimitConfig::builder()
-        .with_period(Duration::from_secs(1))
-        .with_burst(NonZeroU32::new(3).unwrap())
+        .period(Duration::from_secs(1))
+        .burst(NonZeroU32::new(3).unwrap())
         .build()
         .unwrap();
     let mut svc = RateLimit::new(echo(), config);
@@ -103,10 +100,7 @@ async fn clones_share_the_limit() {
 
 #[tokio::test(start_paused = true)]
 async fn keyed_limits_are_independent_per_key() {
-    let config = RateLimitConfig::builder()
-        .with_per_minute(1)
-        .build()
-        .unwrap();
+    let config = RateLimitConfig::builder().per_minute(1).build().unwrap();
     let layer = KeyedRateLimitLayer::new(config, |req: &u32| req % 2);
     let mut svc = layer.layer(echo());
     let mut clone = svc.clone();
@@ -185,21 +179,11 @@ async fn poll_ready_delegates_to_inner() {
 
 #[test]
 fn zero_rates_are_config_errors() {
+    assert!(RateLimitConfig::builder().per_second(0).build().is_err());
+    assert!(RateLimitConfig::builder().per_minute(0).build().is_err());
     assert!(
         RateLimitConfig::builder()
-            .with_per_second(0)
-            .build()
-            .is_err()
-    );
-    assert!(
-        RateLimitConfig::builder()
-            .with_per_minute(0)
-            .build()
-            .is_err()
-    );
-    assert!(
-        RateLimitConfig::builder()
-            .with_period(Duration::ZERO)
+            .period(Duration::ZERO)
             .build()
             .is_err()
     );

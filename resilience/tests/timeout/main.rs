@@ -21,7 +21,7 @@ use tower_test::mock;
 
 fn config(ms: u64) -> TimeoutConfig {
     TimeoutConfig::builder()
-        .with_timeout(Duration::from_millis(ms))
+        .timeout(Duration::from_millis(ms))
         .build()
         .unwrap()
 }
@@ -163,7 +163,7 @@ async fn http_request_extension_overrides_configured_timeout() {
 fn zero_timeout_is_a_config_error() {
     assert!(
         TimeoutConfig::builder()
-            .with_timeout(Duration::ZERO)
+            .timeout(Duration::ZERO)
             .build()
             .is_err()
     );

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::sync::{Mutex, PoisonError, mpsc};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use opentelemetry_sdk::error::OTelSdkError;
 use opentelemetry_sdk::trace::SdkTracerProvider;
@@ -126,6 +126,8 @@ impl Guard {
         let Some(pipeline) = taken else {
             return ShutdownOutcome::AlreadyShutDown;
         };
+        // Before the provider's own clock starts, so an error at its deadline is seen as such.
+        let started = Instant::now();
         let (tx, rx) = mpsc::sync_channel(1);
         let spawned = thread::Builder::new()
             .name("sinew-otel-shutdown".to_owned())
@@ -146,6 +148,13 @@ impl Guard {
         }
         let outcome = match rx.recv_timeout(deadline) {
             Ok(Ok(())) => ShutdownOutcome::Flushed,
+            // The provider wraps a processor's timeout in `InternalFailure`: an error at the
+            // deadline is a timeout.
+            Ok(Err(OTelSdkError::InternalFailure(message)))
+                if started.elapsed() >= deadline || message.contains("Timeout(") =>
+            {
+                ShutdownOutcome::TimedOut
+            }
             Ok(Err(OTelSdkError::Timeout(_))) | Err(mpsc::RecvTimeoutError::Timeout) => {
                 ShutdownOutcome::TimedOut
             }

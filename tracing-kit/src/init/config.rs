@@ -223,6 +223,11 @@ impl Config {
         &self.resource_attributes
     }
 
+    /// The timeout of one export call.
+    pub fn export_timeout(&self) -> Duration {
+        self.export_timeout
+    }
+
     /// The deadline [`Guard::shutdown`](super::Guard::shutdown) uses.
     pub fn shutdown_deadline(&self) -> Duration {
         self.shutdown_deadline
@@ -453,16 +458,16 @@ impl ConfigBuilder {
         if service_name.trim().is_empty() {
             return Err(ConfigError::EmptyServiceName);
         }
-        if let Some(ratio) = self.sampler.ratio() {
-            if !(0.0..=1.0).contains(&ratio) {
-                return Err(ConfigError::InvalidRatio(ratio));
-            }
+        if let Some(ratio) = self.sampler.ratio()
+            && !(0.0..=1.0).contains(&ratio)
+        {
+            return Err(ConfigError::InvalidRatio(ratio));
         }
         let endpoint = self.endpoint.filter(|e| !e.trim().is_empty());
-        if let Some(endpoint) = &endpoint {
-            if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
-                return Err(ConfigError::InvalidEndpoint(endpoint.clone()));
-            }
+        if let Some(endpoint) = &endpoint
+            && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
+        {
+            return Err(ConfigError::InvalidEndpoint(endpoint.clone()));
         }
         if self.export_timeout.is_zero() {
             return Err(ConfigError::ZeroDuration("export timeout"));
@@ -588,7 +593,10 @@ mod tests {
 
     #[test]
     fn sampler_names() {
-        assert_eq!(parse_sampler("always_on", None).ok(), Some(Sampler::AlwaysOn));
+        assert_eq!(
+            parse_sampler("always_on", None).ok(),
+            Some(Sampler::AlwaysOn)
+        );
         assert_eq!(
             parse_sampler("TraceIdRatio", Some("0.5")).ok(),
             Some(Sampler::TraceIdRatio(0.5))

@@ -83,7 +83,8 @@ where
         event: &Event<'_>,
     ) -> fmt::Result {
         let mut line = String::with_capacity(256);
-        self.inner.format_event(ctx, Writer::new(&mut line), event)?;
+        self.inner
+            .format_event(ctx, Writer::new(&mut line), event)?;
         let line = line.strip_suffix('\n').unwrap_or(&line);
         let ids = LogIds::current();
         if self.json {

@@ -162,11 +162,9 @@ impl Guard {
             Ok(Err(error)) => ShutdownOutcome::Failed(ShutdownFailure {
                 message: error.to_string(),
             }),
-            Err(mpsc::RecvTimeoutError::Disconnected) => {
-                ShutdownOutcome::Failed(ShutdownFailure {
-                    message: "the shutdown thread panicked".to_owned(),
-                })
-            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => ShutdownOutcome::Failed(ShutdownFailure {
+                message: "the shutdown thread panicked".to_owned(),
+            }),
         };
         tracing::debug!(?outcome, ?deadline, "tracing shut down");
         outcome

@@ -214,9 +214,7 @@ fn build(config: Config) -> Result<(Dispatch, Guard), InitError> {
         Some(endpoint) => {
             let built = exporter::build(&config, endpoint)?;
             (
-                provider_builder
-                    .with_batch_exporter(built.exporter)
-                    .build(),
+                provider_builder.with_batch_exporter(built.exporter).build(),
                 built.after_shutdown,
             )
         }
@@ -300,8 +298,6 @@ fn sdk_sampler(sampler: Sampler) -> opentelemetry_sdk::trace::Sampler {
         Sampler::TraceIdRatio(r) => S::TraceIdRatioBased(r),
         Sampler::ParentBasedAlwaysOn => S::ParentBased(Box::new(S::AlwaysOn)),
         Sampler::ParentBasedAlwaysOff => S::ParentBased(Box::new(S::AlwaysOff)),
-        Sampler::ParentBasedTraceIdRatio(r) => {
-            S::ParentBased(Box::new(S::TraceIdRatioBased(r)))
-        }
+        Sampler::ParentBasedTraceIdRatio(r) => S::ParentBased(Box::new(S::TraceIdRatioBased(r))),
     }
 }

@@ -102,7 +102,10 @@ impl SpanRecorder {
 
     /// Every finished span called `name`.
     pub fn find_all(&self, name: &str) -> Vec<RecordedSpan> {
-        self.spans().into_iter().filter(|s| s.name == name).collect()
+        self.spans()
+            .into_iter()
+            .filter(|s| s.name == name)
+            .collect()
     }
 
     /// The first finished span called `name`.
@@ -122,8 +125,7 @@ impl SpanRecorder {
 
     /// The value of attribute `key` on the first span called `name`.
     pub fn attribute(&self, name: &str, key: &str) -> Option<String> {
-        self.find(name)
-            .and_then(|s| s.attributes.get(key).cloned())
+        self.find(name).and_then(|s| s.attributes.get(key).cloned())
     }
 
     /// Asserts that span `child`'s parent is span `parent` (first spans of those names).

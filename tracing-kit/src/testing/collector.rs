@@ -86,7 +86,10 @@ impl State {
 
     fn record(&self, request: &ExportTraceServiceRequest) {
         let mut spans = self.spans.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut resources = self.resources.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut resources = self
+            .resources
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         for rs in &request.resource_spans {
             let attrs = rs
                 .resource
@@ -271,10 +274,10 @@ fn serve_http(stream: TcpStream, state: &State) -> io::Result<()> {
             if line.is_empty() {
                 break;
             }
-            if let Some((name, value)) = line.split_once(':') {
-                if name.eq_ignore_ascii_case("content-length") {
-                    content_length = value.trim().parse().unwrap_or(0);
-                }
+            if let Some((name, value)) = line.split_once(':')
+                && name.eq_ignore_ascii_case("content-length")
+            {
+                content_length = value.trim().parse().unwrap_or(0);
             }
         }
         let mut body = vec![0; content_length];

@@ -128,7 +128,11 @@ fn samplers() {
 fn protocols() {
     let protocol = |p: &str| from(&[("OTEL_EXPORTER_OTLP_PROTOCOL", p)]);
     assert_eq!(
-        protocol("http/protobuf").unwrap().build().unwrap().protocol(),
+        protocol("http/protobuf")
+            .unwrap()
+            .build()
+            .unwrap()
+            .protocol(),
         Protocol::HttpProtobuf
     );
     assert_eq!(
@@ -170,10 +174,13 @@ fn bad_values_are_typed_errors() {
         Err(ConfigError::InvalidFilter { .. })
     ));
     // Empty variables count as unset.
-    let config = from(&[("OTEL_EXPORTER_OTLP_ENDPOINT", ""), ("OTEL_SERVICE_NAME", " ")])
-        .unwrap()
-        .build()
-        .unwrap();
+    let config = from(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", ""),
+        ("OTEL_SERVICE_NAME", " "),
+    ])
+    .unwrap()
+    .build()
+    .unwrap();
     assert_eq!(config.endpoint(), None);
     assert_eq!(config.service_name(), "unknown_service");
 }

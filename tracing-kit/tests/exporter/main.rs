@@ -52,7 +52,10 @@ async fn check(collector: &FakeCollector) {
     let charge = by_name(&spans, "charge");
     assert_eq!(checkout.attribute("order.id"), Some("42"));
     assert_eq!(charge.attribute("amount"), Some("9.99"));
-    assert_eq!(charge.parent_span_id.as_deref(), Some(checkout.span_id.as_str()));
+    assert_eq!(
+        charge.parent_span_id.as_deref(),
+        Some(checkout.span_id.as_str())
+    );
     assert_eq!(charge.trace_id, checkout.trace_id);
     assert_eq!(checkout.parent_span_id, None);
     assert_eq!(charge.events, ["charged"]);
@@ -164,13 +167,8 @@ async fn shutdown_gives_up_at_its_deadline() {
 /// Without an endpoint nothing is exported and shutdown has nothing to wait for.
 #[test]
 fn no_endpoint_exports_nothing() {
-    let guard = init::init_scoped(
-        Config::builder()
-            .log_writer(std::io::sink)
-            .build()
-            .unwrap(),
-    )
-    .unwrap();
+    let guard =
+        init::init_scoped(Config::builder().log_writer(std::io::sink).build().unwrap()).unwrap();
     make_spans();
     assert_eq!(guard.shutdown(), ShutdownOutcome::Flushed);
 }

@@ -154,7 +154,11 @@ fn correlation_id_from_baggage() {
         tracing::info_span!("s").in_scope(|| tracing::info!("invalid"));
     }
     let lines = buffer.lines();
-    assert!(lines[0].ends_with(" correlation_id=from-baggage"), "{}", lines[0]);
+    assert!(
+        lines[0].ends_with(" correlation_id=from-baggage"),
+        "{}",
+        lines[0]
+    );
     assert!(lines[1].contains(" span_id="), "{}", lines[1]);
     assert!(!lines[1].contains("correlation_id"), "{}", lines[1]);
 }

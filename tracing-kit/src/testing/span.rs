@@ -84,47 +84,44 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 }
 
 mod from_sdk {
-    #![allow(clippy::unnecessary_wraps)]
     use opentelemetry::trace::{SpanId, Status};
     use opentelemetry_sdk::trace::SpanData;
 
     use super::*;
 
     pub(crate) fn convert(span: &SpanData) -> RecordedSpan {
-        {
-            RecordedSpan {
-                name: span.name.to_string(),
-                trace_id: span.span_context.trace_id().to_string(),
-                span_id: span.span_context.span_id().to_string(),
-                parent_span_id: (span.parent_span_id != SpanId::INVALID)
-                    .then(|| span.parent_span_id.to_string()),
-                kind: match span.span_kind {
-                    opentelemetry::trace::SpanKind::Client => SpanKind::Client,
-                    opentelemetry::trace::SpanKind::Server => SpanKind::Server,
-                    opentelemetry::trace::SpanKind::Producer => SpanKind::Producer,
-                    opentelemetry::trace::SpanKind::Consumer => SpanKind::Consumer,
-                    opentelemetry::trace::SpanKind::Internal => SpanKind::Internal,
-                },
-                status: match &span.status {
-                    Status::Unset => SpanStatus::Unset,
-                    Status::Ok => SpanStatus::Ok,
-                    Status::Error { description } => SpanStatus::Error(description.to_string()),
-                },
-                attributes: span
-                    .attributes
-                    .iter()
-                    .map(|kv| (kv.key.to_string(), kv.value.to_string()))
-                    .collect(),
-                events: span.events.iter().map(|e| e.name.to_string()).collect(),
-                links: span
-                    .links
-                    .iter()
-                    .map(|l| SpanLink {
-                        trace_id: l.span_context.trace_id().to_string(),
-                        span_id: l.span_context.span_id().to_string(),
-                    })
-                    .collect(),
-            }
+        RecordedSpan {
+            name: span.name.to_string(),
+            trace_id: span.span_context.trace_id().to_string(),
+            span_id: span.span_context.span_id().to_string(),
+            parent_span_id: (span.parent_span_id != SpanId::INVALID)
+                .then(|| span.parent_span_id.to_string()),
+            kind: match span.span_kind {
+                opentelemetry::trace::SpanKind::Client => SpanKind::Client,
+                opentelemetry::trace::SpanKind::Server => SpanKind::Server,
+                opentelemetry::trace::SpanKind::Producer => SpanKind::Producer,
+                opentelemetry::trace::SpanKind::Consumer => SpanKind::Consumer,
+                opentelemetry::trace::SpanKind::Internal => SpanKind::Internal,
+            },
+            status: match &span.status {
+                Status::Unset => SpanStatus::Unset,
+                Status::Ok => SpanStatus::Ok,
+                Status::Error { description } => SpanStatus::Error(description.to_string()),
+            },
+            attributes: span
+                .attributes
+                .iter()
+                .map(|kv| (kv.key.to_string(), kv.value.to_string()))
+                .collect(),
+            events: span.events.iter().map(|e| e.name.to_string()).collect(),
+            links: span
+                .links
+                .iter()
+                .map(|l| SpanLink {
+                    trace_id: l.span_context.trace_id().to_string(),
+                    span_id: l.span_context.span_id().to_string(),
+                })
+                .collect(),
         }
     }
 }
@@ -158,40 +155,36 @@ mod from_proto {
     }
 
     pub(crate) fn convert(span: &Span) -> RecordedSpan {
-        {
-            RecordedSpan {
-                name: span.name.clone(),
-                trace_id: hex(&span.trace_id),
-                span_id: hex(&span.span_id),
-                parent_span_id: (!span.parent_span_id.is_empty()
-                    && span.parent_span_id.iter().any(|b| *b != 0))
-                .then(|| hex(&span.parent_span_id)),
-                kind: match span::SpanKind::try_from(span.kind) {
-                    Ok(span::SpanKind::Internal) => SpanKind::Internal,
-                    Ok(span::SpanKind::Server) => SpanKind::Server,
-                    Ok(span::SpanKind::Client) => SpanKind::Client,
-                    Ok(span::SpanKind::Producer) => SpanKind::Producer,
-                    Ok(span::SpanKind::Consumer) => SpanKind::Consumer,
-                    _ => SpanKind::Unspecified,
-                },
-                status: match span.status.as_ref().map(|s| (s.code(), &s.message)) {
-                    Some((status::StatusCode::Error, message)) => {
-                        SpanStatus::Error(message.clone())
-                    }
-                    Some((status::StatusCode::Ok, _)) => SpanStatus::Ok,
-                    _ => SpanStatus::Unset,
-                },
-                attributes: attributes(&span.attributes),
-                events: span.events.iter().map(|e| e.name.clone()).collect(),
-                links: span
-                    .links
-                    .iter()
-                    .map(|l| SpanLink {
-                        trace_id: hex(&l.trace_id),
-                        span_id: hex(&l.span_id),
-                    })
-                    .collect(),
-            }
+        RecordedSpan {
+            name: span.name.clone(),
+            trace_id: hex(&span.trace_id),
+            span_id: hex(&span.span_id),
+            parent_span_id: (!span.parent_span_id.is_empty()
+                && span.parent_span_id.iter().any(|b| *b != 0))
+            .then(|| hex(&span.parent_span_id)),
+            kind: match span::SpanKind::try_from(span.kind) {
+                Ok(span::SpanKind::Internal) => SpanKind::Internal,
+                Ok(span::SpanKind::Server) => SpanKind::Server,
+                Ok(span::SpanKind::Client) => SpanKind::Client,
+                Ok(span::SpanKind::Producer) => SpanKind::Producer,
+                Ok(span::SpanKind::Consumer) => SpanKind::Consumer,
+                _ => SpanKind::Unspecified,
+            },
+            status: match span.status.as_ref().map(|s| (s.code(), &s.message)) {
+                Some((status::StatusCode::Error, message)) => SpanStatus::Error(message.clone()),
+                Some((status::StatusCode::Ok, _)) => SpanStatus::Ok,
+                _ => SpanStatus::Unset,
+            },
+            attributes: attributes(&span.attributes),
+            events: span.events.iter().map(|e| e.name.clone()).collect(),
+            links: span
+                .links
+                .iter()
+                .map(|l| SpanLink {
+                    trace_id: hex(&l.trace_id),
+                    span_id: hex(&l.span_id),
+                })
+                .collect(),
         }
     }
 }

@@ -4,3 +4,9 @@
 #![doc(test(attr(deny(warnings))))]
 
 pub mod correlation;
+pub mod init;
+#[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
+pub mod testing;
+
+pub use init::{Config, Guard, InitError, init, init_from_env};

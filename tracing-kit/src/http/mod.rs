@@ -34,11 +34,11 @@
 //! of OpenTelemetry context, so it neither continues a remote trace nor names spans per the
 //! semantic conventions.
 
-mod client;
+pub(crate) mod client;
 pub mod future;
 #[cfg(feature = "reqwest")]
 mod middleware;
-mod server;
+pub(crate) mod server;
 
 pub use client::{HttpClient, HttpClientLayer};
 #[cfg(feature = "reqwest")]

@@ -270,31 +270,7 @@ where
         let remote = propagation::extract_otel(req.headers());
 
         // 2. The correlation ID: a valid header, else baggage, else a new one.
-        let mut from_header = false;
-        let mut id = None;
-        for name in &config.correlation_headers {
-            if let Some(value) = req.headers().get(name) {
-                match CorrelationId::from_bytes(value.as_bytes()) {
-                    Ok(valid) => {
-                        from_header = true;
-                        id = Some(valid);
-                        break;
-                    }
-                    Err(error) => {
-                        tracing::debug!(%error, header = %name, "replacing an invalid incoming correlation id");
-                    }
-                }
-            }
-        }
-        let id = id
-            .or_else(|| {
-                use opentelemetry::baggage::BaggageExt;
-                remote
-                    .baggage()
-                    .get(correlation::BAGGAGE_KEY)
-                    .and_then(|v| CorrelationId::parse(v.as_str()).ok())
-            })
-            .unwrap_or_else(CorrelationId::generate);
+        let (id, from_header) = accept_correlation(req.headers(), &config.correlation_headers, &remote);
         let echo_header = config.correlation_headers.first().cloned();
 
         // 3. The span, parented on the remote context.
@@ -350,23 +326,7 @@ where
             if let Some(v) = protocol_version(req.version()) {
                 span.record("network.protocol.version", v);
             }
-            let parent = {
-                use opentelemetry::trace::TraceContextExt;
-                if remote.span().span_context().is_valid() {
-                    remote
-                } else {
-                    // No remote parent: keep any enclosing local span as parent, and the
-                    // remote baggage.
-                    use opentelemetry::baggage::BaggageExt;
-                    let local = tracing::Span::current().context();
-                    if remote.baggage().is_empty() {
-                        local
-                    } else {
-                        local.with_baggage(propagation::baggage_members(remote.baggage()))
-                    }
-                }
-            };
-            let _ = span.set_parent(propagation::with_correlation_baggage(&parent, &id));
+            let _ = span.set_parent(parent_context(remote, &id));
         }
 
         // 4. The ID is visible to the handler: header (never overwritten) and extension.
@@ -403,4 +363,51 @@ pub(crate) fn protocol_version(v: http::Version) -> Option<&'static str> {
         http::Version::HTTP_3 => "3",
         _ => return None,
     })
+}
+
+/// The incoming correlation ID: the first valid one under `names`, else the one in the remote
+/// baggage, else a new one; and whether it came from a header.
+pub(crate) fn accept_correlation(
+    headers: &http::HeaderMap,
+    names: &[HeaderName],
+    remote: &opentelemetry::Context,
+) -> (CorrelationId, bool) {
+    for name in names {
+        if let Some(value) = headers.get(name) {
+            match CorrelationId::from_bytes(value.as_bytes()) {
+                Ok(valid) => return (valid, true),
+                Err(error) => {
+                    tracing::debug!(%error, header = %name, "replacing an invalid incoming correlation id");
+                }
+            }
+        }
+    }
+    use opentelemetry::baggage::BaggageExt;
+    let id = remote
+        .baggage()
+        .get(correlation::BAGGAGE_KEY)
+        .and_then(|v| CorrelationId::parse(v.as_str()).ok())
+        .unwrap_or_else(CorrelationId::generate);
+    (id, false)
+}
+
+/// The parent of a server span: the remote context when valid, else the enclosing local span
+/// with the remote baggage; with the correlation ID added to the baggage either way.
+pub(crate) fn parent_context(
+    remote: opentelemetry::Context,
+    id: &CorrelationId,
+) -> opentelemetry::Context {
+    use opentelemetry::baggage::BaggageExt;
+    use opentelemetry::trace::TraceContextExt;
+    let parent = if remote.span().span_context().is_valid() {
+        remote
+    } else {
+        let local = tracing::Span::current().context();
+        if remote.baggage().is_empty() {
+            local
+        } else {
+            local.with_baggage(propagation::baggage_members(remote.baggage()))
+        }
+    };
+    propagation::with_correlation_baggage(&parent, id)
 }

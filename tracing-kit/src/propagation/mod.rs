@@ -151,6 +151,8 @@ impl<C: Carrier + ?Sized> Extractor for ExtractAdapter<'_, C> {
     fn get(&self, key: &str) -> Option<&str> {
         if key.eq_ignore_ascii_case(BAGGAGE_HEADER) {
             self.baggage.as_deref()
+        } else if key.eq_ignore_ascii_case(TRACEPARENT_HEADER) {
+            self.carrier.get(key).filter(|v| valid_traceparent(v))
         } else {
             self.carrier.get(key)
         }
@@ -159,6 +161,37 @@ impl<C: Carrier + ?Sized> Extractor for ExtractAdapter<'_, C> {
     fn keys(&self) -> Vec<&str> {
         self.carrier.keys()
     }
+}
+
+const TRACEPARENT_HEADER: &str = "traceparent";
+
+fn lower_hex(s: &str, len: usize) -> bool {
+    s.len() == len && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// Strict W3C `traceparent` syntax (the SDK's parser accepts short IDs): lower-case hex,
+/// `version-trace_id-parent_id-flags` with 2-32-16-2 digits, version `ff` invalid, version
+/// `00` with exactly four fields, non-zero IDs.
+fn valid_traceparent(value: &str) -> bool {
+    let mut parts = value.trim().split('-');
+    let (Some(version), Some(trace), Some(parent), Some(flags)) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return false;
+    };
+    let rest_ok = if version == "00" {
+        parts.next().is_none()
+    } else {
+        true
+    };
+    rest_ok
+        && lower_hex(version, 2)
+        && version != "ff"
+        && lower_hex(trace, 32)
+        && trace.bytes().any(|b| b != b'0')
+        && lower_hex(parent, 16)
+        && parent.bytes().any(|b| b != b'0')
+        && lower_hex(flags, 2)
 }
 
 /// Adapts a [`Carrier`] to OpenTelemetry's `Injector`, trimming an oversized `baggage`.
@@ -453,6 +486,18 @@ mod tests {
         assert_eq!(trimmed.split(',').count(), 8);
 
         assert!(matches!(trim_baggage("a=1,b=2"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn strict_traceparent() {
+        let t = "4bf92f3577b34da6a3ce929d0e0e4736";
+        let p = "00f067aa0ba902b7";
+        assert!(valid_traceparent(&format!("00-{t}-{p}-01")));
+        assert!(valid_traceparent(&format!("01-{t}-{p}-01-future")));
+        assert!(!valid_traceparent(&format!("00-{t}-{p}-01-extra")));
+        assert!(!valid_traceparent(&format!("00-{}-{p}-01", &t[1..])));
+        assert!(!valid_traceparent(&format!("00-{}-{p}-01", t.to_uppercase())));
+        assert!(!valid_traceparent(&format!("ff-{t}-{p}-01")));
     }
 
     #[test]

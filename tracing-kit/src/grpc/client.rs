@@ -114,7 +114,7 @@ where
             rpc.grpc.status_code = Empty,
             http.response.status_code = Empty,
             server.address = uri.host(),
-            server.port = uri.port_u16(),
+            server.port = uri.port_u16().map(i64::from),
             correlation_id = Empty,
         );
         inject_into(&span, req.headers_mut(), &self.correlation_header);

@@ -71,7 +71,7 @@ where
         match result {
             Ok(mut response) => {
                 let span = state.span;
-                span.record("http.response.status_code", response.status().as_u16());
+                span.record("http.response.status_code", i64::from(response.status().as_u16()));
                 if let (Some(name), Some(id)) = (state.echo_header, &state.id)
                     && !response.headers().contains_key(&name)
                     && let Ok(value) = HeaderValue::from_str(id.as_str())

@@ -66,7 +66,7 @@ pub(crate) fn grpc_status(headers: &http::HeaderMap) -> Option<i32> {
 
 /// Records `code` on `span`.
 pub(crate) fn record_status(span: &tracing::Span, code: i32, server: bool) {
-    span.record("rpc.grpc.status_code", code);
+    span.record("rpc.grpc.status_code", i64::from(code));
     if is_error(code, server) {
         span.record("otel.status_code", "error");
     }

@@ -104,7 +104,7 @@ pub(crate) fn client_span(
         http.response.status_code = Empty,
         url.full = url_full,
         server.address = host,
-        server.port = port,
+        server.port = port.map(i64::from),
         correlation_id = Empty,
     )
 }

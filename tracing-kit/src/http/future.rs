@@ -66,7 +66,7 @@ where
                 let status = response.status();
                 state
                     .span
-                    .record("http.response.status_code", status.as_u16());
+                    .record("http.response.status_code", i64::from(status.as_u16()));
                 if status.is_server_error() {
                     state.span.record("otel.status_code", "error");
                 }
@@ -158,7 +158,7 @@ where
 pub(crate) fn record_client_result<E>(span: &tracing::Span, result: Result<u16, E>) {
     match result {
         Ok(status) => {
-            span.record("http.response.status_code", status);
+            span.record("http.response.status_code", i64::from(status));
             if status >= 400 {
                 span.record("otel.status_code", "error");
             }

@@ -300,7 +300,9 @@ where
             url.query = Empty,
             url.scheme = scheme,
             server.address = server_address,
-            server.port = server_port.or_else(|| super::default_port(Some(scheme))),
+            server.port = server_port
+                .or_else(|| super::default_port(Some(scheme)))
+                .map(i64::from),
             client.address = Empty,
             user_agent.original = Empty,
             network.protocol.version = Empty,

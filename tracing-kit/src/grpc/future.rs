@@ -58,7 +58,9 @@ where
                 let _entered = state.span.enter();
                 match &state.id {
                     Some(id) => {
-                        ready!(correlation::sync_scope(id.clone(), || inner.as_mut().poll(cx)))
+                        ready!(correlation::sync_scope(id.clone(), || inner
+                            .as_mut()
+                            .poll(cx)))
                     }
                     None => ready!(inner.as_mut().poll(cx)),
                 }
@@ -71,7 +73,10 @@ where
         match result {
             Ok(mut response) => {
                 let span = state.span;
-                span.record("http.response.status_code", i64::from(response.status().as_u16()));
+                span.record(
+                    "http.response.status_code",
+                    i64::from(response.status().as_u16()),
+                );
                 if let (Some(name), Some(id)) = (state.echo_header, &state.id)
                     && !response.headers().contains_key(&name)
                     && let Ok(value) = HeaderValue::from_str(id.as_str())
@@ -89,7 +94,9 @@ where
                 } else {
                     Some(span)
                 };
-                Poll::Ready(Ok(response.map(|b| GrpcBody::new(b, body_span, state.server))))
+                Poll::Ready(Ok(
+                    response.map(|b| GrpcBody::new(b, body_span, state.server))
+                ))
             }
             Err(error) => {
                 state.span.record("otel.status_code", "error");

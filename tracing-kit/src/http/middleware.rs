@@ -58,7 +58,13 @@ impl Middleware for HttpClientMiddleware {
         mut req: reqwest::Request,
         extensions: &'life1 mut Extensions,
         next: Next<'life2>,
-    ) -> Pin<Box<dyn Future<Output = reqwest_middleware::Result<reqwest::Response>> + Send + 'async_trait>>
+    ) -> Pin<
+        Box<
+            dyn Future<Output = reqwest_middleware::Result<reqwest::Response>>
+                + Send
+                + 'async_trait,
+        >,
+    >
     where
         'life0: 'async_trait,
         'life1: 'async_trait,

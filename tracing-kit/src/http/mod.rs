@@ -52,7 +52,9 @@ pub(crate) fn redacted_url(uri: &http::Uri) -> String {
         Some(auth) if auth.as_str().contains('@') => {
             let host = auth.as_str().rsplit('@').next().unwrap_or_default();
             let scheme = uri.scheme_str().unwrap_or("http");
-            let pq = uri.path_and_query().map_or("", http::uri::PathAndQuery::as_str);
+            let pq = uri
+                .path_and_query()
+                .map_or("", http::uri::PathAndQuery::as_str);
             format!("{scheme}://{host}{pq}")
         }
         _ => uri.to_string(),
@@ -74,7 +76,9 @@ mod tests {
 
     #[test]
     fn credentials_are_removed() {
-        let uri: http::Uri = "https://user:secret@example.com:8443/a?b=c".parse().unwrap();
+        let uri: http::Uri = "https://user:secret@example.com:8443/a?b=c"
+            .parse()
+            .unwrap();
         assert_eq!(redacted_url(&uri), "https://example.com:8443/a?b=c");
         let uri: http::Uri = "http://example.com/a".parse().unwrap();
         assert_eq!(redacted_url(&uri), "http://example.com/a");

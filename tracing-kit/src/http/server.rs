@@ -15,13 +15,7 @@ use crate::propagation;
 
 /// Paths that [`HttpServerLayer`] does not trace by default.
 pub const DEFAULT_SKIPPED_PATHS: [&str; 7] = [
-    "/health",
-    "/healthz",
-    "/ready",
-    "/readyz",
-    "/live",
-    "/livez",
-    "/metrics",
+    "/health", "/healthz", "/ready", "/readyz", "/live", "/livez", "/metrics",
 ];
 
 type RouteFn = dyn Fn(&http::Method, &http::Uri) -> Option<String> + Send + Sync;
@@ -270,7 +264,8 @@ where
         let remote = propagation::extract_otel(req.headers());
 
         // 2. The correlation ID: a valid header, else baggage, else a new one.
-        let (id, from_header) = accept_correlation(req.headers(), &config.correlation_headers, &remote);
+        let (id, from_header) =
+            accept_correlation(req.headers(), &config.correlation_headers, &remote);
         let echo_header = config.correlation_headers.first().cloned();
 
         // 3. The span, parented on the remote context.

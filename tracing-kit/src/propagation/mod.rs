@@ -121,7 +121,10 @@ impl Carrier for http::HeaderMap {
             http::HeaderName::from_bytes(key.as_bytes()),
             http::HeaderValue::try_from(value),
         ) else {
-            tracing::debug!(key, "dropping a propagation header that is not a valid HTTP header");
+            tracing::debug!(
+                key,
+                "dropping a propagation header that is not a valid HTTP header"
+            );
             return;
         };
         self.insert(name, value);
@@ -166,7 +169,9 @@ impl<C: Carrier + ?Sized> Extractor for ExtractAdapter<'_, C> {
 const TRACEPARENT_HEADER: &str = "traceparent";
 
 fn lower_hex(s: &str, len: usize) -> bool {
-    s.len() == len && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.len() == len
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// Strict W3C `traceparent` syntax (the SDK's parser accepts short IDs): lower-case hex,
@@ -479,7 +484,9 @@ mod tests {
         assert_eq!(trimmed.split(',').count(), MAX_BAGGAGE_MEMBERS);
         assert!(trimmed.starts_with("k0=v,k1=v"));
 
-        let big: Vec<String> = (0..20).map(|i| format!("k{i}={}", "x".repeat(1000))).collect();
+        let big: Vec<String> = (0..20)
+            .map(|i| format!("k{i}={}", "x".repeat(1000)))
+            .collect();
         let header = big.join(",");
         let trimmed = trim_baggage(&header);
         assert!(trimmed.len() <= MAX_BAGGAGE_BYTES);
@@ -496,7 +503,10 @@ mod tests {
         assert!(valid_traceparent(&format!("01-{t}-{p}-01-future")));
         assert!(!valid_traceparent(&format!("00-{t}-{p}-01-extra")));
         assert!(!valid_traceparent(&format!("00-{}-{p}-01", &t[1..])));
-        assert!(!valid_traceparent(&format!("00-{}-{p}-01", t.to_uppercase())));
+        assert!(!valid_traceparent(&format!(
+            "00-{}-{p}-01",
+            t.to_uppercase()
+        )));
         assert!(!valid_traceparent(&format!("ff-{t}-{p}-01")));
     }
 

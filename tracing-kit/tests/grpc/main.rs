@@ -36,7 +36,9 @@ fn server(
     Future = impl Send,
 > + Clone {
     tower::service_fn(move |req: Request<Full>| async move {
-        let seen_corr = correlation::current().map(|c| c.to_string()).unwrap_or_default();
+        let seen_corr = correlation::current()
+            .map(|c| c.to_string())
+            .unwrap_or_default();
         let tp = req
             .headers()
             .get("traceparent")
@@ -89,35 +91,56 @@ async fn server_span_from_path_with_status_in_headers_and_trailers() {
     let svc = GrpcServerLayer::new().layer(server(13, false));
     let mut req = grpc_request("/shop.v1.Orders/Place");
     req.headers_mut().insert("traceparent", tp.parse().unwrap());
-    req.headers_mut().insert("x-correlation-id", "g-1".parse().unwrap());
+    req.headers_mut()
+        .insert("x-correlation-id", "g-1".parse().unwrap());
     let resp = svc.oneshot(req).await.unwrap();
     assert_eq!(resp.headers()["seen-corr"], "g-1");
     assert_eq!(resp.headers()["x-correlation-id"], "g-1");
     drop(resp);
     let span = cap.find("shop.v1.Orders/Place");
     assert_eq!(span.span_kind, SpanKind::Server);
-    assert_eq!(span.span_context.trace_id().to_string(), "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert_eq!(
+        span.span_context.trace_id().to_string(),
+        "4bf92f3577b34da6a3ce929d0e0e4736"
+    );
     assert_eq!(span.parent_span_id.to_string(), "00f067aa0ba902b7");
     assert_eq!(attr_str(&span, "rpc.system").as_deref(), Some("grpc"));
-    assert_eq!(attr_str(&span, "rpc.service").as_deref(), Some("shop.v1.Orders"));
+    assert_eq!(
+        attr_str(&span, "rpc.service").as_deref(),
+        Some("shop.v1.Orders")
+    );
     assert_eq!(attr_str(&span, "rpc.method").as_deref(), Some("Place"));
-    assert_eq!(attr(&span, "rpc.grpc.status_code"), Some(opentelemetry::Value::I64(13)));
+    assert_eq!(
+        attr(&span, "rpc.grpc.status_code"),
+        Some(opentelemetry::Value::I64(13))
+    );
     assert_eq!(attr_str(&span, "correlation_id").as_deref(), Some("g-1"));
     assert!(is_error(&span));
 
     // NOT_FOUND (5) in trailers: recorded once the body is read, not a server error.
     let svc = GrpcServerLayer::new().layer(server(5, true));
-    let resp = svc.oneshot(grpc_request("/shop.v1.Orders/Get")).await.unwrap();
-    assert!(cap.spans().iter().all(|s| s.name != "shop.v1.Orders/Get"), "span open while body streams");
+    let resp = svc
+        .oneshot(grpc_request("/shop.v1.Orders/Get"))
+        .await
+        .unwrap();
+    assert!(
+        cap.spans().iter().all(|s| s.name != "shop.v1.Orders/Get"),
+        "span open while body streams"
+    );
     let collected = resp.into_body().collect().await.unwrap();
     assert_eq!(collected.trailers().unwrap()["grpc-status"], "5");
     let span = cap.find("shop.v1.Orders/Get");
-    assert_eq!(attr(&span, "rpc.grpc.status_code"), Some(opentelemetry::Value::I64(5)));
+    assert_eq!(
+        attr(&span, "rpc.grpc.status_code"),
+        Some(opentelemetry::Value::I64(5))
+    );
     assert!(!is_error(&span));
 
     // Health checks are not traced.
     let svc = GrpcServerLayer::new().layer(server(0, false));
-    svc.oneshot(grpc_request("/grpc.health.v1.Health/Check")).await.unwrap();
+    svc.oneshot(grpc_request("/grpc.health.v1.Health/Check"))
+        .await
+        .unwrap();
     assert!(cap.spans().iter().all(|s| !s.name.contains("Health")));
 }
 
@@ -129,7 +152,10 @@ async fn client_injects_metadata_and_non_ok_is_an_error() {
     let resp = correlation::scope(correlation::CorrelationId::parse("g-2").unwrap(), async {
         let parent = tracing::info_span!("caller");
         let _e = parent.enter();
-        client.oneshot(grpc_request("/shop.v1.Orders/Get")).await.unwrap()
+        client
+            .oneshot(grpc_request("/shop.v1.Orders/Get"))
+            .await
+            .unwrap()
     })
     .await;
     let span = cap.find("shop.v1.Orders/Get");
@@ -140,7 +166,10 @@ async fn client_injects_metadata_and_non_ok_is_an_error() {
     let tp = resp.headers()["seen-tp"].to_str().unwrap();
     assert!(tp.contains(&span.span_context.span_id().to_string()));
     assert_eq!(attr_str(&span, "correlation_id").as_deref(), Some("g-2"));
-    assert_eq!(attr_str(&span, "server.address").as_deref(), Some("grpc.local"));
+    assert_eq!(
+        attr_str(&span, "server.address").as_deref(),
+        Some("grpc.local")
+    );
     assert!(is_error(&span), "NOT_FOUND is an error for a client");
 }
 
@@ -154,11 +183,24 @@ async fn client_to_server_hop_is_one_trace() {
     .await;
     assert_eq!(resp.headers()["seen-corr"], "g-3");
     resp.into_body().collect().await.unwrap();
-    let spans: Vec<_> = cap.spans().into_iter().filter(|s| s.name == "a.B/C").collect();
+    let spans: Vec<_> = cap
+        .spans()
+        .into_iter()
+        .filter(|s| s.name == "a.B/C")
+        .collect();
     assert_eq!(spans.len(), 2);
-    let client = spans.iter().find(|s| s.span_kind == SpanKind::Client).unwrap();
-    let server = spans.iter().find(|s| s.span_kind == SpanKind::Server).unwrap();
+    let client = spans
+        .iter()
+        .find(|s| s.span_kind == SpanKind::Client)
+        .unwrap();
+    let server = spans
+        .iter()
+        .find(|s| s.span_kind == SpanKind::Server)
+        .unwrap();
     assert_parent(server, client);
-    assert_eq!(attr(server, "rpc.grpc.status_code"), Some(opentelemetry::Value::I64(0)));
+    assert_eq!(
+        attr(server, "rpc.grpc.status_code"),
+        Some(opentelemetry::Value::I64(0))
+    );
     assert!(!is_error(server) && !is_error(client));
 }

@@ -32,7 +32,11 @@ fn app() -> Router {
         .route("/health", get(|| async { "ok" }))
         .route(
             "/corr",
-            get(|| async { correlation::current().map(|c| c.to_string()).unwrap_or_default() }),
+            get(|| async {
+                correlation::current()
+                    .map(|c| c.to_string())
+                    .unwrap_or_default()
+            }),
         )
         .layer(HttpServerLayer::new())
 }
@@ -43,7 +47,15 @@ async fn send(req: Request<Body>) -> Response<Body> {
 
 async fn body_string(resp: Response<Body>) -> String {
     use http_body_util::BodyExt;
-    String::from_utf8(resp.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap()
+    String::from_utf8(
+        resp.into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec(),
+    )
+    .unwrap()
 }
 
 #[tokio::test]
@@ -64,12 +76,24 @@ async fn server_span_continues_the_remote_trace_with_route_name() {
     assert_eq!(span.span_context.trace_id().to_string(), TRACE);
     assert_eq!(span.parent_span_id.to_string(), PARENT);
     assert!(span.parent_span_is_remote);
-    assert_eq!(attr_str(&span, "http.request.method").as_deref(), Some("GET"));
-    assert_eq!(attr_str(&span, "http.route").as_deref(), Some("/users/{id}"));
+    assert_eq!(
+        attr_str(&span, "http.request.method").as_deref(),
+        Some("GET")
+    );
+    assert_eq!(
+        attr_str(&span, "http.route").as_deref(),
+        Some("/users/{id}")
+    );
     assert_eq!(attr_str(&span, "url.path").as_deref(), Some("/users/42"));
     assert_eq!(attr_str(&span, "url.scheme").as_deref(), Some("http"));
-    assert_eq!(attr_str(&span, "server.address").as_deref(), Some("example.com"));
-    assert_eq!(attr_str(&span, "user_agent.original").as_deref(), Some("test-agent"));
+    assert_eq!(
+        attr_str(&span, "server.address").as_deref(),
+        Some("example.com")
+    );
+    assert_eq!(
+        attr_str(&span, "user_agent.original").as_deref(),
+        Some("test-agent")
+    );
     assert_eq!(
         attr(&span, "http.response.status_code"),
         Some(opentelemetry::Value::I64(200))
@@ -135,7 +159,10 @@ async fn correlation_id_accepted_echoed_generated_never_overwritten() {
 
     // Generated (a UUIDv7) when absent.
     let resp = send(Request::get("/corr").body(Body::empty()).unwrap()).await;
-    let echoed = resp.headers()["x-correlation-id"].to_str().unwrap().to_owned();
+    let echoed = resp.headers()["x-correlation-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     assert_eq!(echoed.len(), 36);
     assert_eq!(body_string(resp).await, echoed);
 
@@ -171,7 +198,10 @@ async fn invalid_correlation_ids_are_replaced() {
                 .unwrap(),
         )
         .await;
-        let echoed = resp.headers()["x-correlation-id"].to_str().unwrap().to_owned();
+        let echoed = resp.headers()["x-correlation-id"]
+            .to_str()
+            .unwrap()
+            .to_owned();
         assert_ne!(echoed, bad);
         assert!(uuid_like(&echoed), "{echoed}");
     }
@@ -205,7 +235,9 @@ async fn client_layer_injects_its_own_span_and_the_correlation_id() {
                 .unwrap(),
         )
     });
-    let client = ServiceBuilder::new().layer(HttpClientLayer::new()).service(svc);
+    let client = ServiceBuilder::new()
+        .layer(HttpClientLayer::new())
+        .service(svc);
     let id = correlation::CorrelationId::parse("cli-1").unwrap();
     let resp = correlation::scope(id, async {
         let parent = tracing::info_span!("caller");
@@ -235,9 +267,18 @@ async fn client_layer_injects_its_own_span_and_the_correlation_id() {
     );
     assert_eq!(resp.headers()["corr"], "cli-1");
     assert_eq!(resp.headers()["bg"], "correlation_id=cli-1");
-    assert_eq!(attr_str(&span, "url.full").as_deref(), Some("http://api.local:9000/x"));
-    assert_eq!(attr_str(&span, "server.address").as_deref(), Some("api.local"));
-    assert_eq!(attr(&span, "server.port"), Some(opentelemetry::Value::I64(9000)));
+    assert_eq!(
+        attr_str(&span, "url.full").as_deref(),
+        Some("http://api.local:9000/x")
+    );
+    assert_eq!(
+        attr_str(&span, "server.address").as_deref(),
+        Some("api.local")
+    );
+    assert_eq!(
+        attr(&span, "server.port"),
+        Some(opentelemetry::Value::I64(9000))
+    );
     assert!(is_error(&span), "503 is an error for a client");
 }
 
@@ -266,7 +307,9 @@ async fn two_services_on_loopback_share_one_trace_and_correlation_id() {
             "/b/{n}",
             get(|| async {
                 tracing::info_span!("b-work").in_scope(|| {});
-                correlation::current().map(|c| c.to_string()).unwrap_or_default()
+                correlation::current()
+                    .map(|c| c.to_string())
+                    .unwrap_or_default()
             }),
         )
         .layer(HttpServerLayer::new());
@@ -290,7 +333,14 @@ async fn two_services_on_loopback_share_one_trace_and_correlation_id() {
                     reqwest::Method::GET,
                     format!("{}/b/2", d.url).parse().unwrap(),
                 );
-                let via_layer = d.tower_client.oneshot(req).await.unwrap().text().await.unwrap();
+                let via_layer = d
+                    .tower_client
+                    .oneshot(req)
+                    .await
+                    .unwrap()
+                    .text()
+                    .await
+                    .unwrap();
                 format!("{via_mw},{via_layer}")
             }),
         )
@@ -321,9 +371,19 @@ async fn two_services_on_loopback_share_one_trace_and_correlation_id() {
     assert_eq!(clients.len(), 2);
     assert_eq!(servers.len(), 2);
     for s in &spans {
-        assert_eq!(s.span_context.trace_id(), a_span.span_context.trace_id(), "{}", s.name);
+        assert_eq!(
+            s.span_context.trace_id(),
+            a_span.span_context.trace_id(),
+            "{}",
+            s.name
+        );
         if s.name.starts_with("GET") {
-            assert_eq!(attr_str(s, "correlation_id").as_deref(), Some("e2e-1"), "{}", s.name);
+            assert_eq!(
+                attr_str(s, "correlation_id").as_deref(),
+                Some("e2e-1"),
+                "{}",
+                s.name
+            );
         }
     }
     for c in &clients {
@@ -335,7 +395,11 @@ async fn two_services_on_loopback_share_one_trace_and_correlation_id() {
         assert!(server.parent_span_is_remote);
     }
     for w in spans.iter().filter(|s| s.name == "b-work") {
-        assert!(servers.iter().any(|s| s.span_context.span_id() == w.parent_span_id));
+        assert!(
+            servers
+                .iter()
+                .any(|s| s.span_context.span_id() == w.parent_span_id)
+        );
     }
 }
 

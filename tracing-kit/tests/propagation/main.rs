@@ -45,11 +45,17 @@ fn extract_and_inject_round_trip_on_every_carrier() {
     let mut headers = http::HeaderMap::new();
     propagation::inject_context(&cx, &mut headers);
     assert_eq!(headers["traceparent"], tp.as_str());
-    assert_eq!(propagation::extract(&headers).span_id().as_deref(), Some(PARENT));
+    assert_eq!(
+        propagation::extract(&headers).span_id().as_deref(),
+        Some(PARENT)
+    );
 
     // Case-insensitive look-up in string maps.
     let upper = map(&[("TraceParent", &tp)]);
-    assert_eq!(propagation::extract(&upper).trace_id().as_deref(), Some(TRACE));
+    assert_eq!(
+        propagation::extract(&upper).trace_id().as_deref(),
+        Some(TRACE)
+    );
 }
 
 #[test]
@@ -75,11 +81,20 @@ fn inject_uses_the_current_span_and_correlation_id() {
 fn malformed_traceparent_starts_a_new_trace() {
     let cases = [
         ("wrong version", format!("ff-{TRACE}-{PARENT}-01")),
-        ("all-zero trace id", format!("00-{}-{PARENT}-01", "0".repeat(32))),
-        ("all-zero span id", format!("00-{TRACE}-{}-01", "0".repeat(16))),
+        (
+            "all-zero trace id",
+            format!("00-{}-{PARENT}-01", "0".repeat(32)),
+        ),
+        (
+            "all-zero span id",
+            format!("00-{TRACE}-{}-01", "0".repeat(16)),
+        ),
         ("short trace id", format!("00-{}-{PARENT}-01", &TRACE[..31])),
         ("long span id", format!("00-{TRACE}-{PARENT}0-01")),
-        ("upper-case hex", format!("00-{}-{PARENT}-01", TRACE.to_uppercase())),
+        (
+            "upper-case hex",
+            format!("00-{}-{PARENT}-01", TRACE.to_uppercase()),
+        ),
         ("bad flags", format!("00-{TRACE}-{PARENT}-zz")),
         ("missing parts", format!("00-{TRACE}")),
         ("garbage", "not a traceparent".to_owned()),
@@ -200,19 +215,43 @@ async fn producer_to_consumer_link_and_correlation() {
     let spans = cap.spans();
     let producer = spans.iter().find(|s| s.name == "send orders").unwrap();
     assert_eq!(producer.span_kind, SpanKind::Producer);
-    assert_eq!(attr_str(producer, "messaging.system").as_deref(), Some("rabbitmq"));
-    assert_eq!(attr_str(producer, "messaging.destination.name").as_deref(), Some("orders"));
-    assert_eq!(attr_str(producer, "messaging.operation.type").as_deref(), Some("send"));
-    assert_eq!(attr_str(producer, "correlation_id").as_deref(), Some("order-7"));
+    assert_eq!(
+        attr_str(producer, "messaging.system").as_deref(),
+        Some("rabbitmq")
+    );
+    assert_eq!(
+        attr_str(producer, "messaging.destination.name").as_deref(),
+        Some("orders")
+    );
+    assert_eq!(
+        attr_str(producer, "messaging.operation.type").as_deref(),
+        Some("send")
+    );
+    assert_eq!(
+        attr_str(producer, "correlation_id").as_deref(),
+        Some("order-7")
+    );
 
-    let consumers: Vec<_> = spans.iter().filter(|s| s.name == "process orders").collect();
+    let consumers: Vec<_> = spans
+        .iter()
+        .filter(|s| s.name == "process orders")
+        .collect();
     assert_eq!(consumers.len(), 2);
     let linked = consumers[0];
     assert_eq!(linked.span_kind, SpanKind::Consumer);
-    assert_eq!(attr_str(linked, "messaging.operation.type").as_deref(), Some("process"));
-    assert_eq!(attr_str(linked, "correlation_id").as_deref(), Some("order-7"));
+    assert_eq!(
+        attr_str(linked, "messaging.operation.type").as_deref(),
+        Some("process")
+    );
+    assert_eq!(
+        attr_str(linked, "correlation_id").as_deref(),
+        Some("order-7")
+    );
     assert!(is_root(linked));
-    assert_ne!(linked.span_context.trace_id(), producer.span_context.trace_id());
+    assert_ne!(
+        linked.span_context.trace_id(),
+        producer.span_context.trace_id()
+    );
     assert_eq!(linked.links.links.len(), 1);
     let link = &linked.links.links[0].span_context;
     assert_eq!(link.trace_id(), producer.span_context.trace_id());

@@ -55,10 +55,9 @@ impl<B: Body> Body for GrpcBody<B> {
             Some(Ok(frame)) => {
                 if let Some(trailers) = frame.trailers_ref()
                     && let Some(span) = this.span.take()
+                    && let Some(code) = super::grpc_status(trailers)
                 {
-                    if let Some(code) = super::grpc_status(trailers) {
-                        super::record_status(&span, code, *this.server);
-                    }
+                    super::record_status(&span, code, *this.server);
                 }
             }
             Some(Err(_)) => {

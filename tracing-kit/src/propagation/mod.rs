@@ -1,7 +1,7 @@
 //! W3C trace-context and baggage propagation over any string header carrier.
 //!
 //! [`inject`] writes `traceparent`, `tracestate` and `baggage` (with the current
-//! [correlation ID](crate::correlation) under [`BAGGAGE_KEY`](crate::correlation::BAGGAGE_KEY))
+//! [correlation ID](crate::correlation) under [`BAGGAGE_KEY`])
 //! into a [`Carrier`]; [`extract`] reads them back into a [`TraceContext`]. Carriers are
 //! provided for [`http::HeaderMap`] (feature `http`), `HashMap<String, String>` (the header map
 //! `sinew-messaging` uses) and `Vec<(String, String)>`.

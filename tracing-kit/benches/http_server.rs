@@ -1,0 +1,86 @@
+//! Per-request overhead of `HttpServerLayer`: bare axum handler, layer with sampling on, layer
+//! with sampling off, driven in-process with `oneshot` on a current-thread runtime.
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
+
+use std::hint::black_box;
+
+use axum::Router;
+use axum::body::Body;
+use axum::routing::get;
+use criterion::{Criterion, criterion_group, criterion_main};
+use http::Request;
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
+use sinew_tracing_kit::http::HttpServerLayer;
+use tower::ServiceExt;
+use tracing_subscriber::layer::SubscriberExt;
+
+fn router(layered: bool) -> Router {
+    let r = Router::new().route("/users/{id}", get(|| async { "ok" }));
+    if layered {
+        r.layer(HttpServerLayer::new())
+    } else {
+        r
+    }
+}
+
+fn subscriber(sampler: Sampler) -> (impl tracing::Subscriber + Send + Sync, SdkTracerProvider) {
+    // Sampled spans go through the simple processor to an exporter that drops them.
+    let provider = SdkTracerProvider::builder()
+        .with_sampler(sampler)
+        .with_simple_exporter(NullExporter)
+        .build();
+    let tracer = provider.tracer("bench");
+    let sub =
+        tracing_subscriber::registry().with(tracing_opentelemetry::layer().with_tracer(tracer));
+    (sub, provider)
+}
+
+#[derive(Debug)]
+struct NullExporter;
+
+impl opentelemetry_sdk::trace::SpanExporter for NullExporter {
+    async fn export(
+        &self,
+        batch: Vec<opentelemetry_sdk::trace::SpanData>,
+    ) -> opentelemetry_sdk::error::OTelSdkResult {
+        black_box(batch);
+        Ok(())
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let mut group = c.benchmark_group("http_server");
+    let request = || {
+        Request::get("/users/42")
+            .header(
+                "traceparent",
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            )
+            .body(Body::empty())
+            .unwrap()
+    };
+
+    for (name, layered, sampler) in [
+        ("bare_handler", false, Sampler::AlwaysOn),
+        ("layer_sampled", true, Sampler::AlwaysOn),
+        ("layer_unsampled", true, Sampler::AlwaysOff),
+    ] {
+        let (sub, _provider) = subscriber(sampler);
+        let _guard = tracing::subscriber::set_default(sub);
+        let app = router(layered);
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let resp = rt.block_on(app.clone().oneshot(request())).unwrap();
+                black_box(resp);
+            });
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

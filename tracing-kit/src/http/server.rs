@@ -1,0 +1,410 @@
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::{HeaderName, HeaderValue, Request, Response};
+use tower_layer::Layer;
+use tower_service::Service;
+use tracing::field::Empty;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+use super::future::{ResponseFuture, ServerState};
+use crate::correlation::{self, CorrelationId};
+use crate::propagation;
+
+/// Paths that [`HttpServerLayer`] does not trace by default.
+pub const DEFAULT_SKIPPED_PATHS: [&str; 7] = [
+    "/health", "/healthz", "/ready", "/readyz", "/live", "/livez", "/metrics",
+];
+
+type RouteFn = dyn Fn(&http::Method, &http::Uri) -> Option<String> + Send + Sync;
+type FilterFn = dyn Fn(&http::Method, &http::Uri) -> bool + Send + Sync;
+
+struct Config {
+    correlation_headers: Vec<HeaderName>,
+    skipped_paths: Vec<Cow<'static, str>>,
+    filter: Option<Arc<FilterFn>>,
+    route: Option<Arc<RouteFn>>,
+}
+
+impl Config {
+    fn traced(&self, method: &http::Method, uri: &http::Uri) -> bool {
+        if self.skipped_paths.iter().any(|p| p == uri.path()) {
+            return false;
+        }
+        self.filter.as_ref().is_none_or(|f| f(method, uri))
+    }
+}
+
+/// Layer that traces incoming HTTP requests; see the [module docs](super).
+///
+/// # Default
+///
+/// Correlation ID read from `x-correlation-id` then `x-request-id` and echoed under
+/// `x-correlation-id`; [`DEFAULT_SKIPPED_PATHS`] not traced; span names from axum's
+/// `MatchedPath` (feature `axum`), else the method alone.
+///
+/// # Clone
+///
+/// The configuration is behind an `Arc`; clones share it.
+#[derive(Clone)]
+pub struct HttpServerLayer {
+    config: Arc<Config>,
+}
+
+impl Default for HttpServerLayer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for HttpServerLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpServerLayer")
+            .field("correlation_headers", &self.config.correlation_headers)
+            .field("skipped_paths", &self.config.skipped_paths)
+            .field("filter", &self.config.filter.is_some())
+            .field("route", &self.config.route.is_some())
+            .finish()
+    }
+}
+
+impl HttpServerLayer {
+    /// The [default](HttpServerLayer#default) layer.
+    pub fn new() -> Self {
+        Self {
+            config: Arc::new(Config {
+                correlation_headers: correlation::DEFAULT_HEADERS
+                    .iter()
+                    .map(|h| HeaderName::from_static(h))
+                    .collect(),
+                skipped_paths: DEFAULT_SKIPPED_PATHS
+                    .iter()
+                    .map(|p| Cow::Borrowed(*p))
+                    .collect(),
+                filter: None,
+                route: None,
+            }),
+        }
+    }
+
+    fn config_mut(&mut self) -> &mut Config {
+        if Arc::get_mut(&mut self.config).is_none() {
+            let c = &*self.config;
+            self.config = Arc::new(Config {
+                correlation_headers: c.correlation_headers.clone(),
+                skipped_paths: c.skipped_paths.clone(),
+                filter: c.filter.clone(),
+                route: c.route.clone(),
+            });
+        }
+        #[allow(clippy::expect_used, reason = "made unique just above")]
+        Arc::get_mut(&mut self.config).expect("unique")
+    }
+
+    /// Header names the correlation ID is read from, in order; the first is also the one it is
+    /// echoed under. An empty list keeps the default.
+    #[must_use]
+    pub fn with_correlation_headers<I>(mut self, headers: I) -> Self
+    where
+        I: IntoIterator<Item = HeaderName>,
+    {
+        let headers: Vec<HeaderName> = headers.into_iter().collect();
+        if !headers.is_empty() {
+            self.config_mut().correlation_headers = headers;
+        }
+        self
+    }
+
+    /// Exact request paths that are not traced (replaces [`DEFAULT_SKIPPED_PATHS`]).
+    #[must_use]
+    pub fn with_skipped_paths<I, P>(mut self, paths: I) -> Self
+    where
+        I: IntoIterator<Item = P>,
+        P: Into<Cow<'static, str>>,
+    {
+        self.config_mut().skipped_paths = paths.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// A predicate deciding which requests are traced (`true` = traced), applied after the
+    /// skipped paths. Untraced requests pass through untouched.
+    #[must_use]
+    pub fn with_filter<F>(mut self, filter: F) -> Self
+    where
+        F: Fn(&http::Method, &http::Uri) -> bool + Send + Sync + 'static,
+    {
+        self.config_mut().filter = Some(Arc::new(filter));
+        self
+    }
+
+    /// A function giving the route template (`/users/{id}`) of a request, used when axum's
+    /// `MatchedPath` is not available.
+    #[must_use]
+    pub fn with_route<F>(mut self, route: F) -> Self
+    where
+        F: Fn(&http::Method, &http::Uri) -> Option<String> + Send + Sync + 'static,
+    {
+        self.config_mut().route = Some(Arc::new(route));
+        self
+    }
+}
+
+impl<S> Layer<S> for HttpServerLayer {
+    type Service = HttpServer<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        HttpServer {
+            inner,
+            config: self.config.clone(),
+        }
+    }
+}
+
+/// Service that traces incoming HTTP requests; built by [`HttpServerLayer`].
+#[derive(Clone)]
+pub struct HttpServer<S> {
+    inner: S,
+    config: Arc<Config>,
+}
+
+impl<S: fmt::Debug> fmt::Debug for HttpServer<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpServer")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S> HttpServer<S> {
+    /// Wraps `inner` with the configuration of `layer`.
+    pub fn new(inner: S, layer: &HttpServerLayer) -> Self {
+        layer.layer(inner)
+    }
+
+    /// A [default](HttpServerLayer#default) layer.
+    pub fn layer() -> HttpServerLayer {
+        HttpServerLayer::new()
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Consumes `self`, returning the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+#[cfg(feature = "axum")]
+fn matched_route<B>(req: &Request<B>) -> Option<&str> {
+    req.extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(axum::extract::MatchedPath::as_str)
+}
+
+#[cfg(not(feature = "axum"))]
+fn matched_route<B>(_req: &Request<B>) -> Option<&str> {
+    None
+}
+
+/// `client.address`: the first `X-Forwarded-For` entry. (axum's `ConnectInfo` needs axum's
+/// `tokio` feature, which this crate does not enable.)
+fn client_address<B>(req: &Request<B>) -> Option<&str> {
+    let value = req.headers().get("x-forwarded-for")?.to_str().ok()?;
+    let first = value.split(',').next()?.trim();
+    (!first.is_empty()).then_some(first)
+}
+
+/// `server.address` and `server.port` from the URI authority or the `Host` header.
+fn server_address<B>(req: &Request<B>) -> (Option<&str>, Option<u16>) {
+    if let Some(auth) = req.uri().authority() {
+        return (Some(auth.host()), auth.port_u16());
+    }
+    let Some(host) = req
+        .headers()
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+    else {
+        return (None, None);
+    };
+    match host.rsplit_once(':') {
+        Some((h, p)) if !h.contains(':') || h.ends_with(']') => (Some(h), p.parse().ok()),
+        _ => (Some(host), None),
+    }
+}
+
+impl<S, B, ResBody> Service<Request<B>> for HttpServer<S>
+where
+    S: Service<Request<B>, Response = Response<ResBody>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        let config = &*self.config;
+        if !config.traced(req.method(), req.uri()) {
+            return ResponseFuture::new(self.inner.call(req), None);
+        }
+
+        // 1. The remote context, before the span exists.
+        let remote = propagation::extract_otel(req.headers());
+
+        // 2. The correlation ID: a valid header, else baggage, else a new one.
+        let (id, from_header) =
+            accept_correlation(req.headers(), &config.correlation_headers, &remote);
+        let echo_header = config.correlation_headers.first().cloned();
+
+        // 3. The span, parented on the remote context.
+        let method = req.method().as_str();
+        let route: Option<Cow<'_, str>> = match matched_route(&req) {
+            Some(r) => Some(Cow::Borrowed(r)),
+            None => config
+                .route
+                .as_ref()
+                .and_then(|f| f(req.method(), req.uri()).map(Cow::Owned)),
+        };
+        let name: Cow<'_, str> = match &route {
+            Some(r) => Cow::Owned(format!("{method} {r}")),
+            None => Cow::Borrowed(method),
+        };
+        let (server_address, server_port) = server_address(&req);
+        let scheme = req.uri().scheme_str().unwrap_or("http");
+        let span = tracing::info_span!(
+            "HTTP request",
+            otel.name = %name,
+            otel.kind = "server",
+            otel.status_code = Empty,
+            http.request.method = method,
+            http.route = Empty,
+            http.response.status_code = Empty,
+            url.path = req.uri().path(),
+            url.query = Empty,
+            url.scheme = scheme,
+            server.address = server_address,
+            server.port = server_port
+                .or_else(|| super::default_port(Some(scheme)))
+                .map(i64::from),
+            client.address = Empty,
+            user_agent.original = Empty,
+            network.protocol.version = Empty,
+            correlation_id = id.as_str(),
+        );
+        if !span.is_disabled() {
+            if let Some(r) = &route {
+                span.record("http.route", &**r);
+            }
+            if let Some(q) = req.uri().query() {
+                span.record("url.query", q);
+            }
+            if let Some(addr) = client_address(&req) {
+                span.record("client.address", addr);
+            }
+            if let Some(ua) = req
+                .headers()
+                .get(http::header::USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+            {
+                span.record("user_agent.original", ua);
+            }
+            if let Some(v) = protocol_version(req.version()) {
+                span.record("network.protocol.version", v);
+            }
+            let _ = span.set_parent(parent_context(remote, &id));
+        }
+
+        // 4. The ID is visible to the handler: header (never overwritten) and extension.
+        if !from_header
+            && let Some(name) = &echo_header
+            && let Ok(value) = HeaderValue::from_str(id.as_str())
+            && !req.headers().contains_key(name)
+        {
+            req.headers_mut().insert(name.clone(), value);
+        }
+        req.extensions_mut().insert(id.clone());
+
+        let future = {
+            let _entered = span.enter();
+            correlation::sync_scope(id.clone(), || self.inner.call(req))
+        };
+        ResponseFuture::new(
+            future,
+            Some(ServerState {
+                span,
+                id,
+                echo_header,
+            }),
+        )
+    }
+}
+
+pub(crate) fn protocol_version(v: http::Version) -> Option<&'static str> {
+    Some(match v {
+        http::Version::HTTP_09 => "0.9",
+        http::Version::HTTP_10 => "1.0",
+        http::Version::HTTP_11 => "1.1",
+        http::Version::HTTP_2 => "2",
+        http::Version::HTTP_3 => "3",
+        _ => return None,
+    })
+}
+
+/// The incoming correlation ID: the first valid one under `names`, else the one in the remote
+/// baggage, else a new one; and whether it came from a header.
+pub(crate) fn accept_correlation(
+    headers: &http::HeaderMap,
+    names: &[HeaderName],
+    remote: &opentelemetry::Context,
+) -> (CorrelationId, bool) {
+    for name in names {
+        if let Some(value) = headers.get(name) {
+            match CorrelationId::from_bytes(value.as_bytes()) {
+                Ok(valid) => return (valid, true),
+                Err(error) => {
+                    tracing::debug!(%error, header = %name, "replacing an invalid incoming correlation id");
+                }
+            }
+        }
+    }
+    use opentelemetry::baggage::BaggageExt;
+    let id = remote
+        .baggage()
+        .get(correlation::BAGGAGE_KEY)
+        .and_then(|v| CorrelationId::parse(v.as_str()).ok())
+        .unwrap_or_else(CorrelationId::generate);
+    (id, false)
+}
+
+/// The parent of a server span: the remote context when valid, else the enclosing local span
+/// with the remote baggage; with the correlation ID added to the baggage either way.
+pub(crate) fn parent_context(
+    remote: opentelemetry::Context,
+    id: &CorrelationId,
+) -> opentelemetry::Context {
+    use opentelemetry::baggage::BaggageExt;
+    use opentelemetry::trace::TraceContextExt;
+    let parent = if remote.span().span_context().is_valid() {
+        remote
+    } else {
+        let local = tracing::Span::current().context();
+        if remote.baggage().is_empty() {
+            local
+        } else {
+            local.with_baggage(propagation::baggage_members(remote.baggage()))
+        }
+    };
+    propagation::with_correlation_baggage(&parent, id)
+}

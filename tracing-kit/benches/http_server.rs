@@ -31,8 +31,13 @@ fn subscriber(sampler: Sampler) -> (impl tracing::Subscriber + Send + Sync, SdkT
         .with_simple_exporter(NullExporter)
         .build();
     let tracer = provider.tracer("bench");
-    let sub =
-        tracing_subscriber::registry().with(tracing_opentelemetry::layer().with_tracer(tracer));
+    let sub = tracing_subscriber::registry().with(
+        // The same layer settings as `init` installs.
+        tracing_opentelemetry::layer()
+            .with_tracer(tracer)
+            .with_tracked_inactivity(false)
+            .with_threads(false),
+    );
     (sub, provider)
 }
 

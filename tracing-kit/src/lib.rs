@@ -1,5 +1,4 @@
-//! OpenTelemetry in one call, and W3C trace context plus correlation IDs carried across HTTP,
-//! gRPC and messaging.
+#![doc = include_str!("docs/crate.md")]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![doc(test(attr(deny(warnings))))]
 

@@ -60,7 +60,7 @@ impl GrpcServerLayer {
     /// Metadata keys the correlation ID is read from, in order; the first is also the one it
     /// is echoed under. An empty list keeps the default.
     #[must_use]
-    pub fn with_correlation_headers<I>(mut self, headers: I) -> Self
+    pub fn correlation_headers<I>(mut self, headers: I) -> Self
     where
         I: IntoIterator<Item = HeaderName>,
     {
@@ -73,7 +73,7 @@ impl GrpcServerLayer {
 
     /// Whether `grpc.health.v1.Health` calls are traced too.
     #[must_use]
-    pub fn with_health_traced(mut self, traced: bool) -> Self {
+    pub fn health_traced(mut self, traced: bool) -> Self {
         self.trace_health = traced;
         self
     }

@@ -37,7 +37,7 @@ impl HttpClientLayer {
 
     /// The header the correlation ID is sent under.
     #[must_use]
-    pub fn with_correlation_header(mut self, header: HeaderName) -> Self {
+    pub fn correlation_header(mut self, header: HeaderName) -> Self {
         self.correlation_header = Arc::new(header);
         self
     }

@@ -45,7 +45,7 @@ impl HttpClientMiddleware {
 
     /// The header the correlation ID is sent under.
     #[must_use]
-    pub fn with_correlation_header(mut self, header: HeaderName) -> Self {
+    pub fn correlation_header(mut self, header: HeaderName) -> Self {
         self.correlation_header = header;
         self
     }

@@ -7,7 +7,7 @@
 //!   health and metrics routes, and accepts, scopes, records and echoes the
 //!   [correlation ID](crate::correlation).
 //! - [`HttpClientLayer`] wraps any `Service<http::Request<B>>` or, with feature `reqwest`, a
-//!   `reqwest::Client`; [`HttpClientMiddleware`] is the same as `reqwest-middleware`
+//!   `reqwest::Client`; `HttpClientMiddleware` (feature `reqwest`) is the same as `reqwest-middleware`
 //!   middleware. Each opens a client span and injects *its* context (`traceparent`,
 //!   `tracestate`, `baggage`) and the current correlation ID into the request.
 //!
@@ -15,7 +15,7 @@
 //!
 //! With axum, add the server layer with `Router::layer` so that routing has run and the
 //! `MatchedPath` is known (span names then use the route template, `GET /users/{id}`).
-//! Applied outside the router, names fall back to the [route function](HttpServerLayer::with_route)
+//! Applied outside the router, names fall back to the [route function](HttpServerLayer::route)
 //! or to the method alone. This layer sets the correlation ID itself, so it replaces
 //! tower-http's `SetRequestIdLayer`/`PropagateRequestIdLayer` for `x-request-id`; if you keep
 //! those, put `SetRequestId` outside (before) this layer so the ID it sets is accepted.

@@ -106,7 +106,7 @@ impl HttpServerLayer {
     /// Header names the correlation ID is read from, in order; the first is also the one it is
     /// echoed under. An empty list keeps the default.
     #[must_use]
-    pub fn with_correlation_headers<I>(mut self, headers: I) -> Self
+    pub fn correlation_headers<I>(mut self, headers: I) -> Self
     where
         I: IntoIterator<Item = HeaderName>,
     {
@@ -119,7 +119,7 @@ impl HttpServerLayer {
 
     /// Exact request paths that are not traced (replaces [`DEFAULT_SKIPPED_PATHS`]).
     #[must_use]
-    pub fn with_skipped_paths<I, P>(mut self, paths: I) -> Self
+    pub fn skipped_paths<I, P>(mut self, paths: I) -> Self
     where
         I: IntoIterator<Item = P>,
         P: Into<Cow<'static, str>>,
@@ -131,7 +131,7 @@ impl HttpServerLayer {
     /// A predicate deciding which requests are traced (`true` = traced), applied after the
     /// skipped paths. Untraced requests pass through untouched.
     #[must_use]
-    pub fn with_filter<F>(mut self, filter: F) -> Self
+    pub fn filter<F>(mut self, filter: F) -> Self
     where
         F: Fn(&http::Method, &http::Uri) -> bool + Send + Sync + 'static,
     {
@@ -142,7 +142,7 @@ impl HttpServerLayer {
     /// A function giving the route template (`/users/{id}`) of a request, used when axum's
     /// `MatchedPath` is not available.
     #[must_use]
-    pub fn with_route<F>(mut self, route: F) -> Self
+    pub fn route<F>(mut self, route: F) -> Self
     where
         F: Fn(&http::Method, &http::Uri) -> Option<String> + Send + Sync + 'static,
     {

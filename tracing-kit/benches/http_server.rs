@@ -74,7 +74,12 @@ fn bench(c: &mut Criterion) {
         ("layer_sampled", true, Sampler::AlwaysOn),
         ("layer_unsampled", true, Sampler::AlwaysOff),
     ] {
-        let (sub, _provider) = subscriber(sampler);
+        let (sub, _provider) = subscriber(sampler.clone());
+        // What `init` does for its own provider.
+        sinew_tracing_kit::init::declare_sampler(match name {
+            "layer_unsampled" => sinew_tracing_kit::init::Sampler::AlwaysOff,
+            _ => sinew_tracing_kit::init::Sampler::AlwaysOn,
+        });
         let _guard = tracing::subscriber::set_default(sub);
         let app = router(layered);
         group.bench_function(name, |b| {

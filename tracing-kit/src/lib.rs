@@ -12,6 +12,7 @@ pub mod http;
 pub mod init;
 pub mod messaging;
 pub mod propagation;
+mod sampling;
 #[cfg(feature = "testing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;

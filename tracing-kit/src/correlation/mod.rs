@@ -93,7 +93,10 @@ impl CorrelationId {
 
     /// A new random, time-ordered ID (UUIDv7).
     pub fn generate() -> Self {
-        Self(Arc::from(uuid::Uuid::now_v7().to_string()))
+        let mut buf = uuid::Uuid::encode_buffer();
+        Self(Arc::from(
+            &*uuid::Uuid::now_v7().hyphenated().encode_lower(&mut buf),
+        ))
     }
 
     /// The ID as a string.

@@ -11,9 +11,18 @@ use pin_project_lite::pin_project;
 use crate::correlation::{self, CorrelationId};
 
 pub(crate) struct ServerState {
-    pub(crate) span: tracing::Span,
+    pub(crate) scope: Scope,
     pub(crate) id: CorrelationId,
     pub(crate) echo_header: Option<HeaderName>,
+}
+
+/// What the inner future is polled inside.
+pub(crate) enum Scope {
+    /// The request's span.
+    Span(tracing::Span),
+    /// No span (the request is not sampled): the remote context, if any, is made current so
+    /// that logs and outgoing calls still carry its trace ID.
+    Remote(Option<opentelemetry::Context>),
 }
 
 pin_project! {
@@ -52,23 +61,31 @@ where
             return this.inner.poll(cx);
         };
         let mut inner = this.inner;
-        let result = {
-            let _entered = state.span.enter();
-            ready!(correlation::sync_scope(state.id.clone(), || inner
-                .as_mut()
-                .poll(cx)))
+        let result = match &state.scope {
+            Scope::Span(span) => {
+                let _entered = span.enter();
+                ready!(correlation::sync_scope(state.id.clone(), || inner
+                    .as_mut()
+                    .poll(cx)))
+            }
+            Scope::Remote(remote) => {
+                let _attached = remote.clone().map(opentelemetry::Context::attach);
+                ready!(correlation::sync_scope(state.id.clone(), || inner
+                    .as_mut()
+                    .poll(cx)))
+            }
         };
         let Some(state) = this.state.take() else {
             return Poll::Ready(result);
         };
         match result {
             Ok(mut response) => {
-                let status = response.status();
-                state
-                    .span
-                    .record("http.response.status_code", i64::from(status.as_u16()));
-                if status.is_server_error() {
-                    state.span.record("otel.status_code", "error");
+                if let Scope::Span(span) = &state.scope {
+                    let status = response.status();
+                    span.record("http.response.status_code", i64::from(status.as_u16()));
+                    if status.is_server_error() {
+                        span.record("otel.status_code", "error");
+                    }
                 }
                 if let Some(name) = state.echo_header
                     && !response.headers().contains_key(&name)
@@ -79,7 +96,9 @@ where
                 Poll::Ready(Ok(response))
             }
             Err(error) => {
-                state.span.record("otel.status_code", "error");
+                if let Scope::Span(span) = &state.scope {
+                    span.record("otel.status_code", "error");
+                }
                 Poll::Ready(Err(error))
             }
         }

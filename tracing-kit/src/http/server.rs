@@ -9,7 +9,7 @@ use tower_service::Service;
 use tracing::field::Empty;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use super::future::{ResponseFuture, ServerState};
+use super::future::{ResponseFuture, Scope, ServerState};
 use crate::correlation::{self, CorrelationId};
 use crate::propagation;
 
@@ -260,6 +260,23 @@ where
             return ResponseFuture::new(self.inner.call(req), None);
         }
 
+        // 0. A request that will not be sampled takes the fast path: no span at all.
+        match propagation::fast_remote(req.headers()) {
+            Some(Err(())) => {}
+            fast => {
+                use opentelemetry::trace::TraceContextExt;
+                let remote = fast.and_then(Result::ok);
+                let remote_sampled = remote
+                    .as_ref()
+                    .map(|cx| cx.span().span_context().is_sampled());
+                if !crate::sampling::may_sample(remote_sampled)
+                    && tracing::Span::current().is_none()
+                {
+                    return self.call_unsampled(req, remote);
+                }
+            }
+        }
+
         // 1. The remote context, before the span exists.
         let remote = propagation::extract_otel(req.headers());
 
@@ -343,7 +360,49 @@ where
         ResponseFuture::new(
             future,
             Some(ServerState {
-                span,
+                scope: Scope::Span(span),
+                id,
+                echo_header,
+            }),
+        )
+    }
+}
+
+impl<S> HttpServer<S> {
+    /// The path of a request whose span would not be sampled: the correlation ID is handled
+    /// exactly as on the full path, and the remote context is made current while the inner
+    /// future runs, but no span is built.
+    fn call_unsampled<B, ResBody>(
+        &mut self,
+        mut req: Request<B>,
+        remote: Option<opentelemetry::Context>,
+    ) -> ResponseFuture<S::Future>
+    where
+        S: Service<Request<B>, Response = Response<ResBody>>,
+    {
+        let config = &*self.config;
+        let (id, from_header) = match header_correlation(req.headers(), &config.correlation_headers)
+        {
+            Some(id) => (id, true),
+            None => (CorrelationId::generate(), false),
+        };
+        let echo_header = config.correlation_headers.first().cloned();
+        if !from_header
+            && let Some(name) = &echo_header
+            && let Ok(value) = HeaderValue::from_str(id.as_str())
+            && !req.headers().contains_key(name)
+        {
+            req.headers_mut().insert(name.clone(), value);
+        }
+        req.extensions_mut().insert(id.clone());
+        let future = {
+            let _attached = remote.clone().map(opentelemetry::Context::attach);
+            correlation::sync_scope(id.clone(), || self.inner.call(req))
+        };
+        ResponseFuture::new(
+            future,
+            Some(ServerState {
+                scope: Scope::Remote(remote),
                 id,
                 echo_header,
             }),
@@ -369,15 +428,8 @@ pub(crate) fn accept_correlation(
     names: &[HeaderName],
     remote: &opentelemetry::Context,
 ) -> (CorrelationId, bool) {
-    for name in names {
-        if let Some(value) = headers.get(name) {
-            match CorrelationId::from_bytes(value.as_bytes()) {
-                Ok(valid) => return (valid, true),
-                Err(error) => {
-                    tracing::debug!(%error, header = %name, "replacing an invalid incoming correlation id");
-                }
-            }
-        }
+    if let Some(id) = header_correlation(headers, names) {
+        return (id, true);
     }
     use opentelemetry::baggage::BaggageExt;
     let id = remote
@@ -386,6 +438,21 @@ pub(crate) fn accept_correlation(
         .and_then(|v| CorrelationId::parse(v.as_str()).ok())
         .unwrap_or_else(CorrelationId::generate);
     (id, false)
+}
+
+/// The first valid correlation ID under `names`; invalid ones are logged and skipped.
+fn header_correlation(headers: &http::HeaderMap, names: &[HeaderName]) -> Option<CorrelationId> {
+    for name in names {
+        if let Some(value) = headers.get(name) {
+            match CorrelationId::from_bytes(value.as_bytes()) {
+                Ok(valid) => return Some(valid),
+                Err(error) => {
+                    tracing::debug!(%error, header = %name, "replacing an invalid incoming correlation id");
+                }
+            }
+        }
+    }
+    None
 }
 
 /// The parent of a server span: the remote context when valid, else the enclosing local span

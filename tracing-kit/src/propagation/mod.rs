@@ -167,6 +167,8 @@ impl<C: Carrier + ?Sized> Extractor for ExtractAdapter<'_, C> {
 }
 
 const TRACEPARENT_HEADER: &str = "traceparent";
+#[cfg(feature = "http")]
+const TRACESTATE_HEADER: &str = "tracestate";
 
 fn lower_hex(s: &str, len: usize) -> bool {
     s.len() == len
@@ -197,6 +199,65 @@ fn valid_traceparent(value: &str) -> bool {
         && lower_hex(parent, 16)
         && parent.bytes().any(|b| b != b'0')
         && lower_hex(flags, 2)
+}
+
+/// A remote context read straight from `traceparent` and `tracestate`, for the unsampled fast
+/// path of the server layers: `None` when there is no valid `traceparent`, and also when a
+/// `baggage` header is present (the caller then takes the full propagator path).
+#[cfg(feature = "http")]
+pub(crate) fn fast_remote(headers: &http::HeaderMap) -> Option<Result<opentelemetry::Context, ()>> {
+    use opentelemetry::trace::{
+        SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState,
+    };
+    if headers.contains_key(BAGGAGE_HEADER) {
+        return Some(Err(()));
+    }
+    let value = headers.get(TRACEPARENT_HEADER)?.as_bytes();
+    let (trace_id, span_id, flags) = match parse_traceparent_00(value) {
+        Some(parsed) => parsed,
+        // Another version, or surrounding whitespace: the full validator decides, and the
+        // propagator parses.
+        None if valid_traceparent(std::str::from_utf8(value).ok()?) => return Some(Err(())),
+        None => return None,
+    };
+    let state = match headers.get(TRACESTATE_HEADER).map(|v| v.to_str()) {
+        None => TraceState::default(),
+        Some(Ok(s)) => s.parse().unwrap_or_default(),
+        Some(Err(_)) => TraceState::default(),
+    };
+    let sc = SpanContext::new(
+        TraceId::from(trace_id),
+        SpanId::from(span_id),
+        TraceFlags::new(flags & 1),
+        true,
+        state,
+    );
+    Some(Ok(
+        opentelemetry::Context::new().with_remote_span_context(sc)
+    ))
+}
+
+/// Parses a version-00 `traceparent` in one pass (`00-` 32 hex `-` 16 hex `-` 2 hex, lower
+/// case, non-zero IDs), as the W3C specification requires; `None` for anything else.
+#[cfg(feature = "http")]
+fn parse_traceparent_00(value: &[u8]) -> Option<(u128, u64, u8)> {
+    fn hex(bytes: &[u8]) -> Option<u128> {
+        bytes.iter().try_fold(0u128, |acc, &b| {
+            let digit = match b {
+                b'0'..=b'9' => b - b'0',
+                b'a'..=b'f' => b - b'a' + 10,
+                _ => return None,
+            };
+            Some(acc << 4 | u128::from(digit))
+        })
+    }
+    if value.len() != 55 || !value.starts_with(b"00-") || value[35] != b'-' || value[52] != b'-' {
+        return None;
+    }
+    let trace = hex(&value[3..35])?;
+    let span = u64::try_from(hex(&value[36..52])?).ok()?;
+    let flags = u8::try_from(hex(&value[53..55])?).ok()?;
+    (trace != 0 && span != 0).then_some((trace, span, flags))
 }
 
 /// Adapts a [`Carrier`] to OpenTelemetry's `Injector`, trimming an oversized `baggage`.
@@ -474,6 +535,45 @@ pub fn correlation_id_from<C: Carrier + ?Sized, H: AsRef<str>>(
 
 #[cfg(test)]
 mod tests {
+
+    #[cfg(feature = "http")]
+    #[test]
+    fn one_pass_traceparent_parser_agrees_with_the_validator() {
+        let cases = [
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01",
+            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-xx",
+            "00_4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "garbage",
+            "",
+        ];
+        for case in cases {
+            let fast = parse_traceparent_00(case.as_bytes());
+            if let Some((trace, span, flags)) = fast {
+                assert!(valid_traceparent(case), "{case}");
+                assert_eq!(format!("00-{trace:032x}-{span:016x}-{flags:02x}"), case);
+            } else if case.starts_with("00-") && case.len() == 55 {
+                assert!(!valid_traceparent(case), "{case}");
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #[cfg(feature = "http")]
+        #[test]
+        fn one_pass_parser_never_accepts_what_the_validator_rejects(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..70)) {
+            if parse_traceparent_00(&bytes).is_some() {
+                proptest::prop_assert!(valid_traceparent(std::str::from_utf8(&bytes).unwrap()));
+            }
+        }
+    }
+
     use super::*;
 
     #[test]

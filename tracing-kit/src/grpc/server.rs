@@ -161,7 +161,7 @@ where
             accept_correlation(req.headers(), &self.layer.correlation_headers, &remote);
         if !span.is_disabled() {
             span.record("correlation_id", id.as_str());
-            let _ = span.set_parent(parent_context(remote, &id));
+            let _ = span.set_parent(parent_context(remote));
         }
         let echo_header = self.layer.correlation_headers.first().cloned();
         if !from_header

@@ -260,9 +260,11 @@ where
             return ResponseFuture::new(self.inner.call(req), None);
         }
 
-        // 0. A request that will not be sampled takes the fast path: no span at all.
-        match propagation::fast_remote(req.headers()) {
-            Some(Err(())) => {}
+        // 0. The remote context, before any span exists: read directly from `traceparent` and
+        //    `tracestate` when that is all there is, else through the propagator. A request
+        //    that will not be sampled then takes the fast path, with no span at all.
+        let remote = match propagation::fast_remote(req.headers()) {
+            Some(Err(())) => propagation::extract_otel(req.headers()),
             fast => {
                 use opentelemetry::trace::TraceContextExt;
                 let remote = fast.and_then(Result::ok);
@@ -274,11 +276,9 @@ where
                 {
                     return self.call_unsampled(req, remote);
                 }
+                remote.unwrap_or_default()
             }
-        }
-
-        // 1. The remote context, before the span exists.
-        let remote = propagation::extract_otel(req.headers());
+        };
 
         // 2. The correlation ID: a valid header, else baggage, else a new one.
         let (id, from_header) =
@@ -340,7 +340,7 @@ where
             if let Some(v) = protocol_version(req.version()) {
                 span.record("network.protocol.version", v);
             }
-            let _ = span.set_parent(parent_context(remote, &id));
+            let _ = span.set_parent(parent_context(remote));
         }
 
         // 4. The ID is visible to the handler: header (never overwritten) and extension.
@@ -456,14 +456,12 @@ fn header_correlation(headers: &http::HeaderMap, names: &[HeaderName]) -> Option
 }
 
 /// The parent of a server span: the remote context when valid, else the enclosing local span
-/// with the remote baggage; with the correlation ID added to the baggage either way.
-pub(crate) fn parent_context(
-    remote: opentelemetry::Context,
-    id: &CorrelationId,
-) -> opentelemetry::Context {
+/// with the remote baggage. (The correlation ID is added to the baggage where it leaves the
+/// process: the client layers and `messaging::inject` take it from the task-local.)
+pub(crate) fn parent_context(remote: opentelemetry::Context) -> opentelemetry::Context {
     use opentelemetry::baggage::BaggageExt;
     use opentelemetry::trace::TraceContextExt;
-    let parent = if remote.span().span_context().is_valid() {
+    if remote.span().span_context().is_valid() {
         remote
     } else {
         let local = tracing::Span::current().context();
@@ -472,6 +470,5 @@ pub(crate) fn parent_context(
         } else {
             local.with_baggage(propagation::baggage_members(remote.baggage()))
         }
-    };
-    propagation::with_correlation_baggage(&parent, id)
+    }
 }

@@ -28,6 +28,14 @@ use crate::init::{export_noise_filter, set_global_propagator};
 /// spans.assert_same_trace(&["parent", "child"]);
 /// assert_eq!(spans.span("child").attribute("answer"), Some("42"));
 /// ```
+///
+/// # Callsite caching
+///
+/// tracing caches, per callsite, whether any subscriber is interested. In a test binary where
+/// some tests reach a callsite with no subscriber of their own while others capture, that cache
+/// can race into "never interested" and silently drop the span for every thread. If you see
+/// spans missing intermittently, install a global default subscriber once in that binary,
+/// for example `tracing::subscriber::set_global_default(tracing_subscriber::registry())`.
 pub fn capture() -> (CaptureGuard, SpanRecorder) {
     let exporter = InMemorySpanExporter::default();
     let provider = SdkTracerProvider::builder()

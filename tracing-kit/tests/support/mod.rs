@@ -13,7 +13,16 @@ pub struct Capture {
 }
 
 /// Installs (for this thread) a subscriber exporting to memory.
+///
+/// A global default subscriber is installed once as well. Without one, a test thread that
+/// reaches a callsite with no subscriber of its own can race with another thread's
+/// `set_default` and leave tracing's callsite cache saying "never interested", which silently
+/// disables that span for every thread (seen here: 3 runs in 60 lost the consumer spans).
 pub fn capture() -> Capture {
+    static GLOBAL: std::sync::Once = std::sync::Once::new();
+    GLOBAL.call_once(|| {
+        let _ = tracing::subscriber::set_global_default(tracing_subscriber::registry());
+    });
     let exporter = InMemorySpanExporter::default();
     let provider = SdkTracerProvider::builder()
         .with_simple_exporter(exporter.clone())

@@ -3,7 +3,7 @@
 //!
 //! A bulkhead keeps one slow dependency from tying up every task of a server. Calls over the
 //! limit are rejected at once (the default), or after waiting up to
-//! [`with_max_wait`](BulkheadConfigBuilder::with_max_wait) for a permit. A call's permit is held
+//! [`max_wait`](BulkheadConfigBuilder::max_wait) for a permit. A call's permit is held
 //! by its response future and given back when the future completes or is dropped.
 //!
 //! The service keeps the inner service's error type and only asks that it can hold the

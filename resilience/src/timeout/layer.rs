@@ -28,7 +28,7 @@ impl TimeoutLayer {
 impl<P> TimeoutLayer<P> {
     /// Lets `per_request` choose the timeout of each request; where it returns `None`, the
     /// configured timeout applies.
-    pub fn with_per_request<P2>(self, per_request: P2) -> TimeoutLayer<P2> {
+    pub fn per_request<P2>(self, per_request: P2) -> TimeoutLayer<P2> {
         TimeoutLayer {
             timeout: self.timeout,
             per_request,

@@ -21,7 +21,7 @@
 //!     .build()?;
 //! let svc = ServiceBuilder::new()
 //!     // Requests for "slow" may take a second.
-//!     .layer(TimeoutLayer::new(config).with_per_request(|req: &&str| {
+//!     .layer(TimeoutLayer::new(config).per_request(|req: &&str| {
 //!         (*req == "slow").then_some(Duration::from_secs(1))
 //!     }))
 //!     .service(service_fn(|_req: &str| async {

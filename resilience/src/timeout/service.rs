@@ -46,7 +46,7 @@ impl<S, P> Timeout<S, P> {
 
     /// Lets `per_request` choose the timeout of each request; where it returns `None`, the
     /// configured timeout applies.
-    pub fn with_per_request<P2>(self, per_request: P2) -> Timeout<S, P2> {
+    pub fn per_request<P2>(self, per_request: P2) -> Timeout<S, P2> {
         Timeout::from_parts(self.inner, self.timeout, per_request)
     }
 

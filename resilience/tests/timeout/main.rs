@@ -104,7 +104,7 @@ async fn poll_ready_delegates_to_inner() {
 #[tokio::test(start_paused = true)]
 async fn per_request_closure_overrides_configured_timeout() {
     let layer = TimeoutLayer::new(config(100))
-        .with_per_request(|req: &u64| (*req > 0).then(|| Duration::from_millis(*req)));
+        .per_request(|req: &u64| (*req > 0).then(|| Duration::from_millis(*req)));
     let svc = layer.layer(service_fn(|_: u64| async {
         tokio::time::sleep(Duration::from_millis(300)).await;
         Ok::<_, Error<()>>(())
@@ -137,7 +137,7 @@ async fn http_request_extension_overrides_configured_timeout() {
     use sinew_resilience::timeout::{FromExtension, RequestTimeout};
 
     let svc = TimeoutLayer::new(config(100))
-        .with_per_request(FromExtension)
+        .per_request(FromExtension)
         .layer(service_fn(|_: http::Request<()>| async {
             tokio::time::sleep(Duration::from_millis(300)).await;
             Ok::<_, BoxError>(http::Response::new(()))

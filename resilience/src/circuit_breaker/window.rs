@@ -47,6 +47,9 @@ const fn contribution(code: u8) -> u64 {
 #[derive(Debug)]
 pub(crate) struct CountWindow {
     size: u64,
+    /// `u64::MAX / size + 1`, for a division-free `made % size` (Lemire's fastmod; exact for
+    /// the 32-bit call counter).
+    fastmod: u64,
     word: AtomicU64,
     /// Set once `size` calls have been made since the last reset.
     full: AtomicBool,
@@ -58,6 +61,7 @@ impl CountWindow {
         let size = u64::from(size.max(1));
         Self {
             size,
+            fastmod: (u64::MAX / size).wrapping_add(1),
             word: AtomicU64::new(0),
             full: AtomicBool::new(false),
             slots: (0..size).map(|_| AtomicU8::new(EMPTY)).collect(),
@@ -87,7 +91,7 @@ impl CountWindow {
             self.full.store(true, Relaxed);
             full = true;
         }
-        let Some(slot) = self.slots.get((made % self.size) as usize) else {
+        let Some(slot) = self.slots.get(self.slot_of(made) as usize) else {
             return self.unpack(after, full);
         };
         // The steady state of a healthy service: a success replacing a success.
@@ -103,6 +107,13 @@ impl CountWindow {
 
     pub(crate) fn counts(&self) -> Counts {
         self.unpack(self.word.load(Relaxed), self.full.load(Relaxed))
+    }
+
+    /// `made % size` without a division (`made` < 2^32).
+    #[inline(always)]
+    fn slot_of(&self, made: u64) -> u64 {
+        let low = self.fastmod.wrapping_mul(made);
+        ((u128::from(low) * u128::from(self.size)) >> 64) as u64
     }
 
     /// Empties the window. Only called under the breaker's transition lock.
@@ -283,6 +294,20 @@ mod tests {
 
     const S: u8 = encode(false, false);
     const F: u8 = encode(true, false);
+
+    #[test]
+    fn fastmod_matches_modulo() {
+        for size in [1u32, 2, 3, 5, 7, 100, 1000, 32_768] {
+            let w = CountWindow::new(size);
+            for made in (0..5000u64).chain([u64::from(u32::MAX) - 3, u64::from(u32::MAX)]) {
+                assert_eq!(
+                    w.slot_of(made),
+                    made % u64::from(size),
+                    "size {size}, made {made}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn count_window_slides() {

@@ -21,6 +21,7 @@ pub const DEFAULT_SKIPPED_PATHS: [&str; 7] = [
 type RouteFn = dyn Fn(&http::Method, &http::Uri) -> Option<String> + Send + Sync;
 type FilterFn = dyn Fn(&http::Method, &http::Uri) -> bool + Send + Sync;
 
+#[derive(Clone)]
 struct Config {
     correlation_headers: Vec<HeaderName>,
     skipped_paths: Vec<Cow<'static, str>>,
@@ -90,17 +91,7 @@ impl HttpServerLayer {
     }
 
     fn config_mut(&mut self) -> &mut Config {
-        if Arc::get_mut(&mut self.config).is_none() {
-            let c = &*self.config;
-            self.config = Arc::new(Config {
-                correlation_headers: c.correlation_headers.clone(),
-                skipped_paths: c.skipped_paths.clone(),
-                filter: c.filter.clone(),
-                route: c.route.clone(),
-            });
-        }
-        #[allow(clippy::expect_used, reason = "made unique just above")]
-        Arc::get_mut(&mut self.config).expect("unique")
+        Arc::make_mut(&mut self.config)
     }
 
     /// Header names the correlation ID is read from, in order; the first is also the one it is

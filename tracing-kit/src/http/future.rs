@@ -13,7 +13,8 @@ use crate::correlation::{self, CorrelationId};
 pub(crate) struct ServerState {
     pub(crate) scope: Scope,
     pub(crate) id: CorrelationId,
-    pub(crate) echo_header: Option<HeaderName>,
+    /// The response header to echo the ID under, and its value.
+    pub(crate) echo: Option<(HeaderName, HeaderValue)>,
 }
 
 /// What the inner future is polled inside.
@@ -87,9 +88,8 @@ where
                         span.record("otel.status_code", "error");
                     }
                 }
-                if let Some(name) = state.echo_header
+                if let Some((name, value)) = state.echo
                     && !response.headers().contains_key(&name)
-                    && let Ok(value) = HeaderValue::from_str(state.id.as_str())
                 {
                     response.headers_mut().insert(name, value);
                 }

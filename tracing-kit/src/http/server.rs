@@ -274,7 +274,7 @@ where
         // 2. The correlation ID: a valid header, else baggage, else a new one.
         let (id, from_header) =
             accept_correlation(req.headers(), &config.correlation_headers, &remote);
-        let echo_header = config.correlation_headers.first().cloned();
+        let echo = echo_header(config, &id);
 
         // 3. The span, parented on the remote context.
         let method = req.method().as_str();
@@ -336,11 +336,10 @@ where
 
         // 4. The ID is visible to the handler: header (never overwritten) and extension.
         if !from_header
-            && let Some(name) = &echo_header
-            && let Ok(value) = HeaderValue::from_str(id.as_str())
+            && let Some((name, value)) = &echo
             && !req.headers().contains_key(name)
         {
-            req.headers_mut().insert(name.clone(), value);
+            req.headers_mut().insert(name.clone(), value.clone());
         }
         req.extensions_mut().insert(id.clone());
 
@@ -353,7 +352,7 @@ where
             Some(ServerState {
                 scope: Scope::Span(span),
                 id,
-                echo_header,
+                echo,
             }),
         )
     }
@@ -377,13 +376,12 @@ impl<S> HttpServer<S> {
             Some(id) => (id, true),
             None => (CorrelationId::generate(), false),
         };
-        let echo_header = config.correlation_headers.first().cloned();
+        let echo = echo_header(config, &id);
         if !from_header
-            && let Some(name) = &echo_header
-            && let Ok(value) = HeaderValue::from_str(id.as_str())
+            && let Some((name, value)) = &echo
             && !req.headers().contains_key(name)
         {
-            req.headers_mut().insert(name.clone(), value);
+            req.headers_mut().insert(name.clone(), value.clone());
         }
         req.extensions_mut().insert(id.clone());
         let future = {
@@ -395,7 +393,7 @@ impl<S> HttpServer<S> {
             Some(ServerState {
                 scope: Scope::Remote(remote),
                 id,
-                echo_header,
+                echo,
             }),
         )
     }
@@ -429,6 +427,15 @@ pub(crate) fn accept_correlation(
         .and_then(|v| CorrelationId::parse(v.as_str()).ok())
         .unwrap_or_else(CorrelationId::generate);
     (id, false)
+}
+
+/// The header the correlation ID is echoed under, with its value built once (the request header
+/// and the response header then share its bytes).
+fn echo_header(config: &Config, id: &CorrelationId) -> Option<(HeaderName, HeaderValue)> {
+    let name = config.correlation_headers.first()?.clone();
+    // A `CorrelationId` is visible ASCII, always a valid header value.
+    let value = HeaderValue::from_str(id.as_str()).ok()?;
+    Some((name, value))
 }
 
 /// The first valid correlation ID under `names`; invalid ones are logged and skipped.

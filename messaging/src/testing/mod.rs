@@ -370,8 +370,8 @@ pub async fn retry_then_succeed<F: BackendFactory>(factory: &F) {
     assert!(sub.shutdown(DRAIN).await.drained());
 }
 
-/// Watermill 5: a consumer never holds more than `prefetch` unsettled messages; the next one
-/// is delivered only once one settles.
+/// Watermill 5: a consumer never holds more than `prefetch` unsettled messages: while its
+/// handlers are stuck, no further handler starts and a second consumer receives the rest.
 pub async fn prefetch_bounds_unsettled<F: BackendFactory>(factory: &F) {
     let backend = factory.create().await;
     let key = format!("{}.created", unique());
@@ -387,36 +387,51 @@ pub async fn prefetch_bounds_unsettled<F: BackendFactory>(factory: &F) {
             Ok(Outcome::Ack)
         }
     });
-    let sub = backend
+    let stuck = backend
         .subscriber()
-        .subscribe(cfg, handler)
+        .subscribe(cfg.clone(), handler)
         .await
         .expect("subscribe");
-    publish_all(
-        &backend.publisher(),
-        (0..10).map(|n| event(&key, "a", n)).collect(),
-    )
-    .await;
+    let messages: Vec<Message> = (0..10).map(|n| event(&key, "a", n)).collect();
+    publish_all(&backend.publisher(), messages.clone()).await;
+    let mut held = BTreeSet::new();
     for _ in 0..3 {
-        timeout(WAIT, started.recv())
-            .await
-            .ok()
-            .flatten()
-            .expect("a handler starts");
+        held.insert(
+            timeout(WAIT, started.recv())
+                .await
+                .ok()
+                .flatten()
+                .expect("a handler starts"),
+        );
     }
     assert!(
         timeout(QUIET, started.recv()).await.is_err(),
         "a fourth handler started while three messages were unsettled"
     );
-    gate.add_permits(1);
-    timeout(WAIT, started.recv())
+
+    let (handler, mut rest_rx) = probe(ack);
+    let other = backend
+        .subscriber()
+        .subscribe(cfg, handler)
         .await
-        .ok()
-        .flatten()
-        .expect("settling one frees a slot");
-    gate.add_permits(100);
-    receive_distinct(&mut rx, 10).await;
-    assert!(sub.shutdown(DRAIN).await.drained());
+        .expect("subscribe");
+    let rest = receive_distinct(&mut rest_rx, 7).await;
+    assert!(
+        rest.keys().all(|id| !held.contains(id)),
+        "held messages were not delivered twice"
+    );
+    assert_quiet(&mut rest_rx).await;
+
+    gate.add_permits(3);
+    let done = receive_distinct(&mut rx, 3).await;
+    assert_eq!(done.keys().cloned().collect::<BTreeSet<_>>(), held);
+    let all: BTreeSet<String> = held
+        .union(&rest.keys().cloned().collect())
+        .cloned()
+        .collect();
+    assert_eq!(all, ids(&messages));
+    assert!(stuck.shutdown(DRAIN).await.drained());
+    assert!(other.shutdown(DRAIN).await.drained());
 }
 
 /// Watermill 6 and 7: consumers that stop mid-stream, with handlers in flight, lose nothing:

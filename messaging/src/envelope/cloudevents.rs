@@ -90,3 +90,50 @@ impl CloudEventAttributes {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn attrs() -> CloudEventAttributes {
+        CloudEventAttributes {
+            id: "e-1".to_owned(),
+            event_type: "user.created".to_owned(),
+            source: "accounts".to_owned(),
+            spec_version: SPEC_VERSION.to_owned(),
+            time: "2024-07-01T10:00:00.123Z".parse().ok(),
+            subject: Some("user-1".to_owned()),
+        }
+    }
+
+    #[test]
+    fn headers_round_trip() {
+        let headers: BTreeMap<String, String> = attrs().to_headers().into_iter().collect();
+        assert_eq!(headers[SPECVERSION], "1.0");
+        assert_eq!(headers[TIME], "2024-07-01T10:00:00.123Z");
+        assert_eq!(
+            CloudEventAttributes::from_headers(&headers).unwrap(),
+            attrs()
+        );
+    }
+
+    #[test]
+    fn typed_errors() {
+        let mut headers: BTreeMap<String, String> = attrs().to_headers().into_iter().collect();
+        headers.insert(TIME.to_owned(), "yesterday".to_owned());
+        assert!(matches!(
+            CloudEventAttributes::from_headers(&headers),
+            Err(DecodeError::InvalidHeader { name: TIME })
+        ));
+        headers.insert(SPECVERSION.to_owned(), "0.3".to_owned());
+        assert!(matches!(
+            CloudEventAttributes::from_headers(&headers),
+            Err(DecodeError::InvalidHeader { name: SPECVERSION })
+        ));
+        headers.remove(SPECVERSION);
+        assert!(matches!(
+            CloudEventAttributes::from_headers(&headers),
+            Err(DecodeError::MissingHeader { name: SPECVERSION })
+        ));
+    }
+}

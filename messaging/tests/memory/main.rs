@@ -126,6 +126,50 @@ async fn dropping_a_subscription_requeues_its_messages() {
     assert_eq!((stats.ready, stats.unacked), (1, 0));
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_panicking_handler_is_retried_then_dead_lettered() {
+    let broker = MemoryBroker::new();
+    let config = SubscriptionConfig::builder("svc", "panics")
+        .routing_key("k")
+        .in_process_retries(1)
+        .delayed_retries([Duration::from_secs(1)])
+        .build()
+        .unwrap();
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let sub = broker
+        .subscriber()
+        .subscribe(
+            config,
+            handler_fn("panicky", move |d: Delivery| {
+                let tx = tx.clone();
+                async move {
+                    tx.send(d.attempt()).unwrap();
+                    if d.attempt() < 10 {
+                        panic!("handler bug");
+                    }
+                    Ok(Outcome::Ack)
+                }
+            }),
+        )
+        .await
+        .unwrap();
+    broker.publisher().publish(msg("k", 1)).await.unwrap();
+    for want in 1..=3 {
+        assert_eq!(rx.recv().await, Some(want));
+    }
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(rx.try_recv().is_err(), "no fourth attempt");
+    let dead =
+        sinew_messaging::dead_letter::DeadLetters::list(&broker.dead_letters(), "svc.panics", 5)
+            .await
+            .unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].error_type(), Some("retries-exhausted"));
+    assert_eq!(dead[0].error_message(), Some("handler panicked"));
+    assert_eq!(dead[0].handler(), Some("panicky"));
+    assert!(sub.shutdown(Duration::from_secs(1)).await.drained());
+}
+
 #[test]
 fn public_types_are_send_and_sync() {
     fn check<T: Send + Sync>() {}

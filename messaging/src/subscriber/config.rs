@@ -125,6 +125,13 @@ impl SubscriptionConfig {
         self.ordered_lanes
     }
 
+    #[cfg_attr(
+        not(feature = "memory"),
+        allow(
+            dead_code,
+            reason = "read by the failure policy, which the backends use"
+        )
+    )]
     pub(crate) const fn jitter_seed(&self) -> Option<u64> {
         self.jitter_seed
     }

@@ -50,6 +50,13 @@ mod config;
 mod delivery;
 pub mod error;
 mod outcome;
+#[cfg_attr(
+    not(feature = "memory"),
+    allow(
+        dead_code,
+        reason = "the failure policy is used by the backends, all behind features"
+    )
+)]
 pub(crate) mod process;
 
 use std::fmt;

@@ -518,6 +518,73 @@ pub async fn continue_after_errors<F: BackendFactory>(factory: &F) {
     assert!(sub.shutdown(DRAIN).await.drained());
 }
 
+/// Watermill 16: every subscription bound to a key receives every message (fan-out), while
+/// consumers of one subscription compete.
+pub async fn each_subscription_gets_every_message<F: BackendFactory>(factory: &F) {
+    let backend = factory.create().await;
+    let key = format!("{}.created", unique());
+    let mut rxs = Vec::new();
+    let mut subs = Vec::new();
+    for _ in 0..2 {
+        let (handler, rx) = probe(ack);
+        let cfg = build(config(&unique(), &key));
+        subs.push(
+            backend
+                .subscriber()
+                .subscribe(cfg, handler)
+                .await
+                .expect("subscribe"),
+        );
+        rxs.push(rx);
+    }
+    let messages: Vec<Message> = (0..50).map(|n| event(&key, "a", n)).collect();
+    publish_all(&backend.publisher(), messages.clone()).await;
+    for rx in &mut rxs {
+        let got = receive_distinct(rx, messages.len()).await;
+        assert_eq!(got.keys().cloned().collect::<BTreeSet<_>>(), ids(&messages));
+    }
+    for s in subs {
+        assert!(s.shutdown(DRAIN).await.drained());
+    }
+}
+
+/// Correlation, causation, W3C trace context and free-form headers reach the handler
+/// unchanged, beside the CloudEvents attributes.
+pub async fn headers_propagate<F: BackendFactory>(factory: &F) {
+    use crate::envelope::{CloudEventAttributes, Headers};
+
+    let backend = factory.create().await;
+    let key = format!("{}.created", unique());
+    let (handler, mut rx) = probe(ack);
+    let sub = backend
+        .subscriber()
+        .subscribe(build(config(&unique(), &key)), handler)
+        .await
+        .expect("subscribe");
+    let headers = Headers::new()
+        .with_correlation_id("req-1")
+        .with_causation_id("cmd-9")
+        .with_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+        .with_tracestate("vendor=value")
+        .with("tenant", "acme");
+    let sent = Event::new(key.clone(), "agg-1", 5u32).with_headers(headers.clone());
+    publish_all(
+        &backend.publisher(),
+        vec![sent.to_message("conformance").expect("encodes")],
+    )
+    .await;
+    let got = receive_distinct(&mut rx, 1).await;
+    let delivery = got.values().next().expect("one delivery");
+    let received = delivery.decode::<u32>().expect("decodes");
+    assert_eq!(received, sent);
+    assert_eq!(received.headers(), &headers);
+    let ce = CloudEventAttributes::from_headers(delivery.headers()).expect("CloudEvents headers");
+    assert_eq!(ce.id, sent.event_id().to_string());
+    assert_eq!(ce.subject.as_deref(), Some("agg-1"));
+    assert_eq!(ce.source, "conformance");
+    assert!(sub.shutdown(DRAIN).await.drained());
+}
+
 /// Addition (a): a message that keeps failing is dead-lettered after `max_attempts`, with the
 /// failure headers, while the other messages keep flowing; it is never retried again.
 pub async fn dead_letter_after_failures_while_others_flow<F: BackendFactory>(factory: &F) {

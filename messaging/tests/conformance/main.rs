@@ -24,6 +24,8 @@ cases!(
     prefetch_bounds_unsettled,
     continue_after_subscriber_close,
     continue_after_errors,
+    each_subscription_gets_every_message,
+    headers_propagate,
     dead_letter_after_failures_while_others_flow,
     delayed_retry_honours_delay,
     decode_error_goes_straight_to_dead_letters,

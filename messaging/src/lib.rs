@@ -1,0 +1,23 @@
+#![doc = include_str!("docs/crate.md")]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+#![doc(test(attr(deny(warnings))))]
+
+pub mod dead_letter;
+pub mod envelope;
+pub mod error;
+pub mod publisher;
+pub mod subscriber;
+pub mod topic;
+
+#[cfg(feature = "memory")]
+pub mod memory;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use crate::envelope::{Event, Headers, Message};
+pub use crate::error::ConfigError;
+pub use crate::publisher::{PublishError, Publisher};
+pub use crate::subscriber::{
+    Delivery, Handler, HandlerError, Outcome, Subscriber, Subscription, SubscriptionConfig,
+    handler_fn,
+};

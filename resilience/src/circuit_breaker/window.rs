@@ -86,11 +86,16 @@ impl CountWindow {
         let before = self.word.fetch_add(ONE_CALL + add, Relaxed);
         let mut after = before.wrapping_add(ONE_CALL + add);
         let made = before >> COUNTER_SHIFT;
-        let mut full = self.full.load(Relaxed);
-        if !full && made + 1 >= self.size {
-            self.full.store(true, Relaxed);
-            full = true;
-        }
+        // Full once `size` calls were made; the flag only matters after the 32-bit counter
+        // wraps, so the steady state does not read it.
+        let full = if made + 1 >= self.size {
+            if made + 1 == self.size {
+                self.full.store(true, Relaxed);
+            }
+            true
+        } else {
+            self.full.load(Relaxed)
+        };
         let Some(slot) = self.slots.get(self.slot_of(made) as usize) else {
             return self.unpack(after, full);
         };

@@ -11,6 +11,8 @@ pub mod topic;
 
 #[cfg(feature = "memory")]
 pub mod memory;
+#[cfg(feature = "rabbitmq")]
+pub mod rabbitmq;
 #[cfg(feature = "testing")]
 pub mod testing;
 

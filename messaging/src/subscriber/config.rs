@@ -126,7 +126,7 @@ impl SubscriptionConfig {
     }
 
     #[cfg_attr(
-        not(feature = "memory"),
+        not(any(feature = "memory", feature = "rabbitmq")),
         allow(
             dead_code,
             reason = "read by the failure policy, which the backends use"

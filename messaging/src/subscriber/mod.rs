@@ -51,7 +51,7 @@ mod delivery;
 pub mod error;
 mod outcome;
 #[cfg_attr(
-    not(feature = "memory"),
+    not(any(feature = "memory", feature = "rabbitmq")),
     allow(
         dead_code,
         reason = "the failure policy is used by the backends, all behind features"

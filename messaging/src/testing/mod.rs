@@ -111,6 +111,89 @@ impl Backend for crate::memory::MemoryBroker {
     }
 }
 
+/// A [`BackendFactory`] of [`RabbitBroker`](crate::rabbitmq::RabbitBroker)s, each on its own
+/// throw-away exchange `sinew-test-{uuid}`, so cases can share one real broker.
+///
+/// It remembers every broker it created; [`cleanup`](RabbitFactory::cleanup) deletes their
+/// queues and exchanges, so test runs do not accumulate queues.
+///
+/// # Panics
+///
+/// [`create`](BackendFactory::create) panics when the broker cannot be reached.
+#[cfg(feature = "rabbitmq")]
+#[derive(Debug)]
+pub struct RabbitFactory {
+    uri: String,
+    created: Mutex<Vec<crate::rabbitmq::RabbitBroker>>,
+}
+
+#[cfg(feature = "rabbitmq")]
+impl RabbitFactory {
+    /// A factory for the broker at `uri`.
+    pub fn new(uri: impl Into<String>) -> Self {
+        Self {
+            uri: uri.into(),
+            created: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Deletes the queues and exchanges of every broker created so far; returns how many
+    /// queues it deleted.
+    pub async fn cleanup(&self) -> usize {
+        let brokers = std::mem::take(&mut *self.created.lock().expect("factory lock"));
+        let mut deleted = 0;
+        for broker in brokers {
+            deleted += broker
+                .delete_topology()
+                .await
+                .expect("test topology is deleted");
+        }
+        deleted
+    }
+}
+
+#[cfg(feature = "rabbitmq")]
+impl BackendFactory for RabbitFactory {
+    type Backend = crate::rabbitmq::RabbitBroker;
+
+    async fn create(&self) -> Self::Backend {
+        let broker = crate::rabbitmq::RabbitBroker::builder(self.uri.clone())
+            .exchange(format!("sinew-test-{}", Uuid::now_v7().simple()))
+            .app_id("sinew-conformance")
+            .connect()
+            .await
+            .expect("RabbitMQ is reachable");
+        self.created
+            .lock()
+            .expect("factory lock")
+            .push(broker.clone());
+        broker
+    }
+}
+
+#[cfg(feature = "rabbitmq")]
+impl Backend for crate::rabbitmq::RabbitBroker {
+    type Publisher = crate::rabbitmq::RabbitPublisher;
+    type Subscriber = crate::rabbitmq::RabbitSubscriber;
+    type DeadLetters = crate::rabbitmq::RabbitDeadLetters;
+
+    fn publisher(&self) -> Self::Publisher {
+        Self::publisher(self)
+    }
+
+    fn subscriber(&self) -> Self::Subscriber {
+        Self::subscriber(self)
+    }
+
+    fn dead_letters(&self) -> Self::DeadLetters {
+        Self::dead_letters(self)
+    }
+
+    async fn drop_connections(&self) {
+        self.drop_consume_connection().await;
+    }
+}
+
 const WAIT: Duration = Duration::from_secs(30);
 const QUIET: Duration = Duration::from_secs(2);
 const DRAIN: Duration = Duration::from_secs(10);

@@ -1,0 +1,113 @@
+//! Converting between [`Message`] and AMQP properties and deliveries.
+
+use bytes::Bytes;
+use lapin::BasicProperties;
+use lapin::message::Delivery;
+use lapin::types::{AMQPValue, FieldTable, LongString};
+
+use crate::envelope::Message;
+
+/// Carries the routing key a message was published with while it travels through the
+/// default exchange (retry tiers, dead-letter queue, replay); removed before a handler sees
+/// the message.
+pub(super) const ROUTING_KEY_HEADER: &str = "messaging-routing-key";
+
+/// The quorum-queue redelivery counter.
+const DELIVERY_COUNT: &str = "x-delivery-count";
+
+/// Persistent delivery.
+const PERSISTENT: u8 = 2;
+
+/// The properties of `message`: persistent, its message ID, content type, `app_id`, and its
+/// headers as AMQP long strings.
+pub(super) fn properties(message: &Message, app_id: &str, via_default: bool) -> BasicProperties {
+    let mut headers = FieldTable::default();
+    for (name, value) in message.headers() {
+        headers.insert(
+            name.as_str().into(),
+            AMQPValue::LongString(LongString::from(value.as_str())),
+        );
+    }
+    if via_default {
+        headers.insert(
+            ROUTING_KEY_HEADER.into(),
+            AMQPValue::LongString(LongString::from(message.routing_key())),
+        );
+    }
+    BasicProperties::default()
+        .with_delivery_mode(PERSISTENT)
+        .with_message_id(message.message_id().into())
+        .with_content_type(message.content_type().into())
+        .with_app_id(app_id.into())
+        .with_headers(headers)
+}
+
+/// A header value as text; arrays and tables (such as `x-death`) have none.
+fn text(value: &AMQPValue) -> Option<String> {
+    Some(match value {
+        AMQPValue::LongString(s) => String::from_utf8_lossy(s.as_bytes()).into_owned(),
+        AMQPValue::ShortString(s) => s.as_str().to_owned(),
+        AMQPValue::Boolean(b) => b.to_string(),
+        AMQPValue::ShortShortInt(n) => n.to_string(),
+        AMQPValue::ShortShortUInt(n) => n.to_string(),
+        AMQPValue::ShortInt(n) => n.to_string(),
+        AMQPValue::ShortUInt(n) => n.to_string(),
+        AMQPValue::LongInt(n) => n.to_string(),
+        AMQPValue::LongUInt(n) => n.to_string(),
+        AMQPValue::LongLongInt(n) => n.to_string(),
+        AMQPValue::Timestamp(n) => n.to_string(),
+        _ => return None,
+    })
+}
+
+/// Headers the broker adds (dead-lettering and quorum counters); not part of the message.
+fn is_broker_header(name: &str) -> bool {
+    name == DELIVERY_COUNT
+        || name == "x-acquired-count"
+        || name == "x-death"
+        || name.starts_with("x-first-death-")
+        || name.starts_with("x-last-death-")
+}
+
+/// The message a delivery carries, with the routing key it was first published with.
+pub(super) fn message(delivery: &Delivery) -> Message {
+    let props = &delivery.properties;
+    let mut routing_key = delivery.routing_key.as_str().to_owned();
+    let mut message_headers = std::collections::BTreeMap::new();
+    if let Some(headers) = props.headers() {
+        for (name, value) in headers.inner() {
+            if name.as_str() == ROUTING_KEY_HEADER {
+                if let Some(key) = text(value) {
+                    routing_key = key;
+                }
+            } else if !is_broker_header(name.as_str())
+                && let Some(value) = text(value)
+            {
+                message_headers.insert(name.as_str().to_owned(), value);
+            }
+        }
+    }
+    let mut message = Message::new(routing_key, Bytes::from(delivery.data.clone()));
+    if let Some(id) = props.message_id() {
+        message = message.with_message_id(id.as_str());
+    }
+    if let Some(content_type) = props.content_type() {
+        message = message.with_content_type(content_type.as_str());
+    }
+    *message.headers_mut() = message_headers;
+    message
+}
+
+/// How often the broker redelivered it: quorum `x-delivery-count`, at least 1 when the
+/// `redelivered` flag is set.
+pub(super) fn redelivery_count(delivery: &Delivery) -> u32 {
+    let count = delivery
+        .properties
+        .headers()
+        .as_ref()
+        .and_then(|h| h.inner().get(DELIVERY_COUNT))
+        .and_then(text)
+        .and_then(|t| t.parse::<u32>().ok())
+        .unwrap_or(0);
+    count.max(u32::from(delivery.redelivered))
+}

@@ -1,0 +1,276 @@
+//! The RabbitMQ backend against the real broker on 127.0.0.1:5672 (`scripts/test` starts it):
+//! the public conformance suite, in real time, plus RabbitMQ specifics (confirms, queue
+//! depth, topology mismatch, consumer crash).
+//!
+//! When the broker is unreachable every test fails under `CI=true` and is skipped otherwise.
+//! Each test runs on its own exchange and queue names and deletes them at the end, also when
+//! it fails.
+#![cfg(all(feature = "rabbitmq", feature = "testing"))]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::future::Future;
+use std::net::{SocketAddr, TcpStream};
+use std::panic::AssertUnwindSafe;
+use std::time::Duration;
+
+use futures_util::FutureExt;
+use sinew_messaging::envelope::Event;
+use sinew_messaging::subscriber::{
+    Delivery, HandlerError, Outcome, SubscribeError, Subscription, handler_fn,
+};
+use sinew_messaging::testing::{self, BackendFactory, RabbitFactory};
+use sinew_messaging::{Message, PublishError, Publisher, Subscriber, SubscriptionConfig};
+use tokio::sync::mpsc;
+use tokio::time::timeout;
+use uuid::Uuid;
+
+const URI: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+const WAIT: Duration = Duration::from_secs(30);
+
+/// `Ok(factory)` when RabbitMQ answers; `Err(reason)` to skip. Panics under `CI=true`, where
+/// a missing broker is a failure, never a skip.
+fn broker_or_skip() -> Result<RabbitFactory, String> {
+    let addr: SocketAddr = "127.0.0.1:5672".parse().unwrap();
+    match TcpStream::connect_timeout(&addr, Duration::from_secs(2)) {
+        Ok(_) => Ok(RabbitFactory::new(URI)),
+        Err(e) if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("RabbitMQ is not reachable on {addr} and CI=true: {e}")
+        }
+        Err(e) => Err(format!(
+            "skipped: RabbitMQ is not reachable on {addr} ({e}); run scripts/test to start it"
+        )),
+    }
+}
+
+/// Runs `case`, then deletes what it declared, also when it panicked.
+async fn with_cleanup<Fut: Future<Output = ()>>(factory: &RabbitFactory, case: Fut) {
+    let result = AssertUnwindSafe(case).catch_unwind().await;
+    factory.cleanup().await;
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+// Every case of the public suite runs here, in real time (the memory backend runs them under
+// paused time). The suite's delays are short enough for a real broker: its retry tiers are
+// 100–200 ms and its longest waits (2 s and 5 s in `delayed_retry_honours_delay`) are the
+// delays that case measures.
+macro_rules! cases {
+    ($($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $name() {
+                let factory = match broker_or_skip() {
+                    Ok(f) => f,
+                    Err(reason) => {
+                        eprintln!("{reason}");
+                        return;
+                    }
+                };
+                with_cleanup(&factory, testing::$name(&factory)).await;
+            }
+        )*
+    };
+}
+
+cases!(
+    publish_before_subscribe,
+    competing_consumers,
+    topics_are_isolated,
+    retry_then_succeed,
+    prefetch_bounds_unsettled,
+    continue_after_subscriber_close,
+    continue_after_errors,
+    each_subscription_gets_every_message,
+    headers_propagate,
+    dead_letter_after_failures_while_others_flow,
+    delayed_retry_honours_delay,
+    decode_error_goes_straight_to_dead_letters,
+    unroutable_publish_is_error,
+    per_aggregate_order_with_lanes,
+    graceful_drain,
+    redelivery_after_connection_drop,
+    dead_letter_replay,
+);
+
+fn unique() -> String {
+    format!("t{}", Uuid::now_v7().simple())
+}
+
+fn config(key: &str) -> SubscriptionConfig {
+    SubscriptionConfig::builder(unique(), "rabbit")
+        .routing_key(key)
+        .build()
+        .unwrap()
+}
+
+fn event(key: &str, n: u32) -> Message {
+    Event::new(key, "agg", n)
+        .to_message("rabbit-tests")
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn publish_resolves_only_on_confirm_and_pipelines() {
+    let factory = match broker_or_skip() {
+        Ok(f) => f,
+        Err(reason) => {
+            eprintln!("{reason}");
+            return;
+        }
+    };
+    with_cleanup(&factory, async {
+        let broker = factory.create().await;
+        let key = format!("{}.created", unique());
+        let cfg = config(&key);
+        broker.subscriber().declare(&cfg).await.unwrap();
+        assert_eq!(broker.queue_depth(&cfg.queue()).await.unwrap(), Some(0));
+
+        let batch: Vec<Message> = (0..500).map(|n| event(&key, n)).collect();
+        let results = broker.publisher().publish_batch(batch).await;
+        assert_eq!(results.len(), 500);
+        assert!(results.iter().all(Result::is_ok), "every publish confirmed");
+        for n in 0..20 {
+            broker.publisher().publish(event(&key, n)).await.unwrap();
+        }
+        // Confirmed means enqueued: the depth is exact right after the last publish resolved.
+        assert_eq!(broker.queue_depth(&cfg.queue()).await.unwrap(), Some(520));
+        assert_eq!(
+            broker.queue_depth("no-such-queue-anywhere").await.unwrap(),
+            None
+        );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn unroutable_messages_in_a_batch_fail_alone() {
+    let factory = match broker_or_skip() {
+        Ok(f) => f,
+        Err(reason) => {
+            eprintln!("{reason}");
+            return;
+        }
+    };
+    with_cleanup(&factory, async {
+        let broker = factory.create().await;
+        let key = format!("{}.created", unique());
+        broker.subscriber().declare(&config(&key)).await.unwrap();
+        let lost = format!("{}.nobody", unique());
+        let results = broker
+            .publisher()
+            .publish_batch(vec![event(&key, 1), event(&lost, 2), event(&key, 3)])
+            .await;
+        assert!(results[0].is_ok());
+        assert!(
+            matches!(&results[1], Err(PublishError::Unroutable { routing_key, exchange })
+                if *routing_key == lost && exchange == broker.exchange()),
+            "got {:?}",
+            results[1]
+        );
+        assert!(results[2].is_ok());
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_queue_with_other_arguments_is_a_typed_startup_error() {
+    let factory = match broker_or_skip() {
+        Ok(f) => f,
+        Err(reason) => {
+            eprintln!("{reason}");
+            return;
+        }
+    };
+    with_cleanup(&factory, async {
+        let broker = factory.create().await;
+        let service = unique();
+        let first = SubscriptionConfig::builder(service.clone(), "orders")
+            .routing_key("order.*")
+            .delayed_retries([Duration::from_secs(1)])
+            .build()
+            .unwrap();
+        broker.subscriber().declare(&first).await.unwrap();
+        // Declaring the same topology again is fine.
+        broker.subscriber().declare(&first).await.unwrap();
+
+        let changed = SubscriptionConfig::builder(service.clone(), "orders")
+            .routing_key("order.*")
+            .delayed_retries([Duration::from_secs(2)])
+            .build()
+            .unwrap();
+        let handler = handler_fn("never", |_: Delivery| async { Ok(Outcome::Ack) });
+        let err = broker
+            .subscriber()
+            .subscribe(changed, handler)
+            .await
+            .expect_err("a changed retry tier does not match the existing queue");
+        assert_eq!(
+            err,
+            SubscribeError::TopologyMismatch {
+                queue: format!("{service}.orders.retry.0"),
+                argument: "x-message-ttl".to_owned(),
+            }
+        );
+        // The broker stays usable after the refused declaration.
+        broker.subscriber().declare(&first).await.unwrap();
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_message_survives_a_consumer_crash() {
+    let factory = match broker_or_skip() {
+        Ok(f) => f,
+        Err(reason) => {
+            eprintln!("{reason}");
+            return;
+        }
+    };
+    with_cleanup(&factory, async {
+        let broker = factory.create().await;
+        let key = format!("{}.created", unique());
+        let cfg = config(&key);
+        let (entered_tx, mut entered) = mpsc::unbounded_channel();
+        let crashing = handler_fn("hangs", move |d: Delivery| {
+            let tx = entered_tx.clone();
+            async move {
+                let _ = tx.send(d.redelivered());
+                std::future::pending::<Result<Outcome, HandlerError>>().await
+            }
+        });
+        let sub = broker
+            .subscriber()
+            .subscribe(cfg.clone(), crashing)
+            .await
+            .unwrap();
+        let m = event(&key, 7);
+        broker.publisher().publish(m.clone()).await.unwrap();
+        let first = timeout(WAIT, entered.recv()).await.unwrap().unwrap();
+        assert!(!first, "the first delivery is not a redelivery");
+        // The consumer dies without settling: no shutdown, no ack.
+        drop(sub);
+
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let healthy = handler_fn("acks", move |d: Delivery| {
+            let tx = tx.clone();
+            async move {
+                let _ = tx.send(d);
+                Ok(Outcome::Ack)
+            }
+        });
+        let sub = broker
+            .subscriber()
+            .subscribe(cfg.clone(), healthy)
+            .await
+            .unwrap();
+        let d = timeout(WAIT, rx.recv()).await.unwrap().unwrap();
+        assert_eq!(d.message().message_id(), m.message_id());
+        assert!(d.redelivered(), "the broker marks it redelivered");
+        assert!(d.redelivery_count() >= 1);
+        assert_eq!(d.attempt(), 1, "a crash is not a handler failure");
+        assert!(sub.shutdown(WAIT).await.drained());
+        assert_eq!(broker.queue_depth(&cfg.queue()).await.unwrap(), Some(0));
+    })
+    .await;
+}

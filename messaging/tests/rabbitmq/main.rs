@@ -212,7 +212,29 @@ async fn a_queue_with_other_arguments_is_a_typed_startup_error() {
                 argument: "x-message-ttl".to_owned(),
             }
         );
-        // The broker stays usable after the refused declaration.
+        // A subscription whose queue name is taken by a classic queue (here the retry tier
+        // `{service}.orders.retry.0`) cannot become a quorum queue.
+        let clash = SubscriptionConfig::builder(service.clone(), "orders.retry.0")
+            .routing_key("order.*")
+            .build()
+            .unwrap();
+        // The broker names the first argument it finds different (3.10: `x-message-ttl`).
+        let err = broker.subscriber().declare(&clash).await.unwrap_err();
+        let SubscribeError::TopologyMismatch { queue, argument } = err else {
+            panic!("expected a topology mismatch, got {err:?}");
+        };
+        assert_eq!(queue, format!("{service}.orders.retry.0"));
+        assert!(
+            [
+                "x-queue-type",
+                "x-message-ttl",
+                "x-dead-letter-exchange",
+                "x-dead-letter-routing-key"
+            ]
+            .contains(&argument.as_str()),
+            "names a differing argument: {argument}"
+        );
+        // The broker stays usable after the refused declarations.
         broker.subscriber().declare(&first).await.unwrap();
     })
     .await;

@@ -40,9 +40,15 @@
 //!   queue), replayed by a confirmed publish to `{queue}` through the default exchange, with
 //!   the original routing key kept, then acked.
 //!
-//! Not yet: reconnecting the *publish* connection (a publish on a dead connection fails with
-//! the retryable [`PublishError::ConnectionLost`]), a bounded wait during broker outages,
-//! health/readiness, and RabbitMQ 4.3's `x-delayed-retry-*`.
+//! - **Reconnecting publishes**: a publish (or declaration) that finds the publish channel
+//!   or connection closed opens a new one first (one attempt; when it fails, the publish fails
+//!   with the retryable [`PublishError::ConnectionLost`]). Publishes whose confirm was lost
+//!   with the old connection fail with `ConnectionLost` too: publish them again with the same
+//!   message ID.
+//!
+//! Not yet: waiting out a broker outage up to a caller deadline on a bounded buffer,
+//! republishing lost confirms automatically, health/readiness, and RabbitMQ 4.3's
+//! `x-delayed-retry-*`.
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -220,6 +226,13 @@ impl RabbitBroker {
         Ok(queues.len())
     }
 
+    /// Closes the publish connection, as a network failure would. Publishes waiting for a
+    /// confirm fail with the retryable [`PublishError::ConnectionLost`]; the next publish
+    /// opens a new connection. For fault-injection tests.
+    pub async fn drop_publish_connection(&self) {
+        self.inner.drop_publish_connection().await;
+    }
+
     /// Closes the consume connection, as a network failure would. Every subscription
     /// reconnects by itself; unsettled messages are redelivered. For fault-injection tests.
     pub async fn drop_consume_connection(&self) {
@@ -276,30 +289,14 @@ impl RabbitBrokerBuilder {
             }
             .into());
         }
-        let publish = connect(&self.uri, &self.app_id, "publish")
+        let publish = Arc::new(
+            connect(&self.uri, &self.app_id, "publish")
+                .await
+                .map_err(|e| ConnectError::connection("publish connection", e))?,
+        );
+        let side = PublishSide::open(publish, &self.exchange)
             .await
-            .map_err(|e| ConnectError::connection("publish connection", e))?;
-        let channel = publish
-            .create_channel()
-            .await
-            .map_err(|e| ConnectError::connection("publish connection", e))?;
-        channel
-            .confirm_select(ConfirmSelectOptions::default())
-            .await
-            .map_err(|e| ConnectError::connection("confirm mode", e))?;
-        let options = ExchangeDeclareOptions {
-            durable: true,
-            ..ExchangeDeclareOptions::default()
-        };
-        channel
-            .exchange_declare(
-                self.exchange.as_str().into(),
-                ExchangeKind::Topic,
-                options,
-                FieldTable::default(),
-            )
-            .await
-            .map_err(|e| ConnectError::connection("exchange declaration", e))?;
+            .map_err(|(stage, e)| ConnectError::connection(stage, e))?;
         let consume = connect(&self.uri, &self.app_id, "consume")
             .await
             .map_err(|e| ConnectError::connection("consume connection", e))?;
@@ -308,8 +305,7 @@ impl RabbitBrokerBuilder {
                 uri: self.uri,
                 exchange: self.exchange,
                 app_id: self.app_id,
-                publish,
-                publish_channel: channel,
+                publish: tokio::sync::Mutex::new(Arc::new(side)),
                 window: Semaphore::new(self.confirm_window),
                 consume: tokio::sync::Mutex::new(Arc::new(consume)),
                 declared: Mutex::new(BTreeSet::new()),
@@ -324,6 +320,47 @@ async fn connect(uri: &str, app_id: &str, role: &str) -> Result<Connection, lapi
     Connection::connect(uri, properties).await
 }
 
+/// The publish connection and its channel in confirm mode.
+struct PublishSide {
+    connection: Arc<Connection>,
+    channel: Channel,
+}
+
+impl PublishSide {
+    /// Opens a channel on `connection`, puts it in confirm mode and declares the exchange
+    /// (durable, topic); on failure, says which of these failed.
+    async fn open(
+        connection: Arc<Connection>,
+        exchange: &str,
+    ) -> Result<Self, (&'static str, lapin::Error)> {
+        let channel = connection
+            .create_channel()
+            .await
+            .map_err(|e| ("publish connection", e))?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await
+            .map_err(|e| ("confirm mode", e))?;
+        let options = ExchangeDeclareOptions {
+            durable: true,
+            ..ExchangeDeclareOptions::default()
+        };
+        channel
+            .exchange_declare(
+                exchange.into(),
+                ExchangeKind::Topic,
+                options,
+                FieldTable::default(),
+            )
+            .await
+            .map_err(|e| ("exchange declaration", e))?;
+        Ok(Self {
+            connection,
+            channel,
+        })
+    }
+}
+
 async fn close(channel: &Channel) {
     let _ = channel.close(REPLY_SUCCESS, "OK".into()).await;
 }
@@ -332,8 +369,7 @@ pub(crate) struct Inner {
     uri: String,
     exchange: String,
     app_id: String,
-    publish: Connection,
-    publish_channel: Channel,
+    publish: tokio::sync::Mutex<Arc<PublishSide>>,
     window: Semaphore,
     consume: tokio::sync::Mutex<Arc<Connection>>,
     declared: Mutex<BTreeSet<String>>,
@@ -347,10 +383,42 @@ impl Inner {
     /// A short-lived channel for declarations and `basic.get`, so that a channel error (a
     /// 406 or 404) never closes the publish channel.
     async fn admin_channel(&self) -> Result<Channel, SubscribeError> {
-        self.publish
+        let side = self
+            .publish_side()
+            .await
+            .map_err(|_| SubscribeError::Connection)?;
+        side.connection
             .create_channel()
             .await
             .map_err(|_| SubscribeError::Connection)
+    }
+
+    /// The publish side, re-opened first if its connection or channel is closed: a new
+    /// channel (confirm mode, exchange re-declared) on a live connection, or a new connection.
+    async fn publish_side(&self) -> Result<Arc<PublishSide>, lapin::Error> {
+        let mut side = self.publish.lock().await;
+        if !side.channel.status().connected() {
+            let connection = if side.connection.status().connected() {
+                side.connection.clone()
+            } else {
+                Arc::new(connect(&self.uri, &self.app_id, "publish").await?)
+            };
+            *side = Arc::new(
+                PublishSide::open(connection, &self.exchange)
+                    .await
+                    .map_err(|(_, e)| e)?,
+            );
+            tracing::info!(exchange = %self.exchange, "publish channel re-established");
+        }
+        Ok(side.clone())
+    }
+
+    async fn drop_publish_connection(&self) {
+        let side = self.publish.lock().await.clone();
+        let _ = side
+            .connection
+            .close(REPLY_SUCCESS, "closed by drop_publish_connection".into())
+            .await;
     }
 
     async fn declare(&self, config: &SubscriptionConfig) -> Result<(), SubscribeError> {
@@ -395,8 +463,12 @@ impl Inner {
             mandatory: true,
             ..BasicPublishOptions::default()
         };
-        let confirm = self
-            .publish_channel
+        let side = self
+            .publish_side()
+            .await
+            .map_err(|_| PublishError::ConnectionLost)?;
+        let confirm = side
+            .channel
             .basic_publish(
                 exchange.into(),
                 routing_key.into(),

@@ -296,3 +296,49 @@ async fn a_message_survives_a_consumer_crash() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn publishing_recovers_after_the_publish_connection_drops() {
+    let factory = match broker_or_skip() {
+        Ok(f) => f,
+        Err(reason) => {
+            eprintln!("{reason}");
+            return;
+        }
+    };
+    with_cleanup(&factory, async {
+        let broker = factory.create().await;
+        let key = format!("{}.created", unique());
+        let cfg = config(&key);
+        broker.subscriber().declare(&cfg).await.unwrap();
+        let messages: Vec<Message> = (0..2000).map(|n| event(&key, n)).collect();
+        let publisher = broker.publisher();
+        let batch = tokio::spawn({
+            let messages = messages.clone();
+            async move { publisher.publish_batch(messages).await }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        broker.drop_publish_connection().await;
+        let results = batch.await.unwrap();
+
+        // Every publish either was confirmed or failed as retryable; republish the failed
+        // ones with the same message ID on the re-opened connection.
+        let mut failed = 0u32;
+        for (message, result) in messages.iter().zip(results) {
+            if let Err(e) = result {
+                assert!(e.is_retryable(), "a lost confirm is retryable: {e:?}");
+                failed += 1;
+                broker.publisher().publish(message.clone()).await.unwrap();
+            }
+        }
+        // Whatever the timing, the connection is closed now and the next publish re-opens it.
+        broker.publisher().publish(event(&key, 2000)).await.unwrap();
+        // Nothing is lost; a message whose confirm was lost may be there twice.
+        let depth = broker.queue_depth(&cfg.queue()).await.unwrap().unwrap();
+        assert!(
+            (2001..=2001 + failed).contains(&depth),
+            "depth {depth} with {failed} republished"
+        );
+    })
+    .await;
+}

@@ -111,3 +111,74 @@ pub(super) fn redelivery_count(delivery: &Delivery) -> u32 {
         .unwrap_or(0);
     count.max(u32::from(delivery.redelivered))
 }
+
+#[cfg(test)]
+mod tests {
+    use lapin::message::Delivery;
+    use lapin::types::{AMQPValue, FieldArray, FieldTable, LongString};
+
+    use super::{ROUTING_KEY_HEADER, message, properties, redelivery_count};
+    use crate::envelope::{Event, Message};
+
+    fn long(s: &str) -> AMQPValue {
+        AMQPValue::LongString(LongString::from(s))
+    }
+
+    #[test]
+    fn properties_are_persistent_with_id_type_app_and_long_string_headers() {
+        let m = Event::new("order.placed", "o-1", 1u32)
+            .to_message("shop")
+            .unwrap()
+            .with_header("tenant", "acme");
+        let p = properties(&m, "billing", false);
+        assert_eq!(*p.delivery_mode(), Some(2));
+        assert_eq!(
+            p.message_id().as_ref().map(|s| s.as_str()),
+            Some(m.message_id())
+        );
+        assert_eq!(
+            p.content_type().as_ref().map(|s| s.as_str()),
+            Some("application/json")
+        );
+        assert_eq!(p.app_id().as_ref().map(|s| s.as_str()), Some("billing"));
+        let headers = p.headers().as_ref().unwrap().inner();
+        assert_eq!(headers.get("tenant"), Some(&long("acme")));
+        assert_eq!(headers.get("cloudEvents_subject"), Some(&long("o-1")));
+        assert!(!headers.contains_key(ROUTING_KEY_HEADER));
+
+        let via_default = properties(&m, "billing", true);
+        let headers = via_default.headers().as_ref().unwrap().inner();
+        assert_eq!(headers.get(ROUTING_KEY_HEADER), Some(&long("order.placed")));
+    }
+
+    #[test]
+    fn a_delivery_becomes_the_message_with_its_first_routing_key() {
+        let sent = Message::new("order.placed", &b"{}"[..]).with_header("x-correlation-id", "c-1");
+        let mut props = properties(&sent, "billing", true);
+        let mut headers = props.headers().clone().unwrap();
+        headers.insert(
+            "x-death".into(),
+            AMQPValue::FieldArray(FieldArray::default()),
+        );
+        headers.insert("x-first-death-queue".into(), long("svc.sub.retry.0"));
+        headers.insert("x-delivery-count".into(), AMQPValue::LongLongInt(3));
+        props = props.with_headers(headers);
+        let mut delivery = Delivery::mock(1, "".into(), "svc.sub".into(), true, b"{}".to_vec());
+        delivery.properties = props;
+
+        let got = message(&delivery);
+        assert_eq!(got.routing_key(), "order.placed");
+        assert_eq!(got.message_id(), sent.message_id());
+        assert_eq!(got.headers(), sent.headers(), "broker headers are dropped");
+        assert_eq!(redelivery_count(&delivery), 3);
+    }
+
+    #[test]
+    fn the_redelivered_flag_counts_once_without_a_delivery_count() {
+        let mut delivery = Delivery::mock(1, "x".into(), "k".into(), true, Vec::new());
+        delivery.properties = lapin::BasicProperties::default().with_headers(FieldTable::default());
+        assert_eq!(redelivery_count(&delivery), 1);
+        delivery.redelivered = false;
+        assert_eq!(redelivery_count(&delivery), 0);
+    }
+}

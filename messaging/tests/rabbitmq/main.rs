@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use futures_util::FutureExt;
 use sinew_messaging::envelope::Event;
+use sinew_messaging::rabbitmq::RabbitBroker;
 use sinew_messaging::subscriber::{
     Delivery, HandlerError, Outcome, SubscribeError, Subscription, handler_fn,
 };
@@ -341,4 +342,113 @@ async fn publishing_recovers_after_the_publish_connection_drops() {
         );
     })
     .await;
+}
+
+/// The pids of the broker's connections whose client properties mention `app_id` (our
+/// connection names are `{app_id}-publish` and `{app_id}-consume`), or `None` when
+/// `rabbitmqctl` cannot be run here.
+fn connection_pids(app_id: &str) -> Option<Vec<String>> {
+    let out = std::process::Command::new("rabbitmqctl")
+        .args(["list_connections", "--no-table-headers", "--quiet"])
+        .args(["pid", "client_properties"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    Some(
+        text.lines()
+            .filter(|l| l.contains(app_id))
+            .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
+            .collect(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn connections_killed_by_the_broker_lose_nothing() {
+    if let Err(reason) = broker_or_skip() {
+        eprintln!("{reason}");
+        return;
+    }
+    let app_id = unique();
+    let Some(pids) = connection_pids(&app_id) else {
+        assert!(
+            !std::env::var("CI").is_ok_and(|v| v == "true"),
+            "rabbitmqctl cannot be run and CI=true"
+        );
+        eprintln!("skipped: rabbitmqctl cannot be run here");
+        return;
+    };
+    assert!(pids.is_empty());
+    let broker = RabbitBroker::builder(URI)
+        .exchange(format!("sinew-test-{}", unique()))
+        .app_id(app_id.clone())
+        .connect()
+        .await
+        .unwrap();
+    let run = AssertUnwindSafe(async {
+        let key = format!("{}.created", unique());
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let handler = handler_fn("collects", move |d: Delivery| {
+            let tx = tx.clone();
+            async move {
+                let _ = tx.send(d.message().message_id().to_owned());
+                Ok(Outcome::Ack)
+            }
+        });
+        let sub = broker
+            .subscriber()
+            .subscribe(config(&key), handler)
+            .await
+            .unwrap();
+        let messages: Vec<Message> = (0..100).map(|n| event(&key, n)).collect();
+        let publish = |batch: Vec<Message>| {
+            let publisher = broker.publisher();
+            async move {
+                for m in batch {
+                    // A publish whose confirm was lost is retried with the same message ID.
+                    let mut tries = 0;
+                    while let Err(e) = publisher.publish(m.clone()).await {
+                        assert!(e.is_retryable(), "{e:?}");
+                        tries += 1;
+                        assert!(tries < 50, "publishing does not recover");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                }
+            }
+        };
+        publish(messages[..50].to_vec()).await;
+        let mut seen = std::collections::BTreeSet::new();
+        while seen.len() < 10 {
+            seen.insert(timeout(WAIT, rx.recv()).await.unwrap().unwrap());
+        }
+
+        let pids = connection_pids(&app_id).unwrap();
+        assert_eq!(
+            pids.len(),
+            2,
+            "a publish and a consume connection: {pids:?}"
+        );
+        for pid in &pids {
+            let status = std::process::Command::new("rabbitmqctl")
+                .args(["close_connection", pid, "killed by test", "--quiet"])
+                .status()
+                .unwrap();
+            assert!(status.success());
+        }
+
+        publish(messages[50..].to_vec()).await;
+        while seen.len() < messages.len() {
+            seen.insert(timeout(WAIT, rx.recv()).await.unwrap().unwrap());
+        }
+        let want: std::collections::BTreeSet<String> =
+            messages.iter().map(|m| m.message_id().to_owned()).collect();
+        assert_eq!(seen, want);
+        assert!(sub.shutdown(WAIT).await.drained());
+    })
+    .catch_unwind()
+    .await;
+    broker.delete_topology().await.unwrap();
+    if let Err(panic) = run {
+        std::panic::resume_unwind(panic);
+    }
 }

@@ -28,6 +28,8 @@ use crate::subscriber::{Handler, ShutdownReport, SubscribeError, SubscriptionCon
 
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// How long a handler slot waits before requeueing a message it could not forward.
+const FORWARD_FAILURE_PAUSE: Duration = Duration::from_secs(1);
 
 struct Ctx<H> {
     broker: Arc<Inner>,
@@ -76,6 +78,9 @@ impl<H: Handler> Ctx<H> {
             Ok(()) => job.delivery.acker.ack(BasicAckOptions::default()).await,
             Err(e) => {
                 tracing::warn!(queue = %self.queue, error = %e, "cannot forward; requeueing");
+                // A pause, so that a broker that keeps refusing the forward (a retry queue
+                // with other arguments, say) does not turn the requeue into a hot loop.
+                tokio::time::sleep(FORWARD_FAILURE_PAUSE).await;
                 job.delivery
                     .acker
                     .reject(BasicRejectOptions { requeue: true })

@@ -27,8 +27,8 @@
 //!   shared failure policy. Its settlement is carried out on the channel that received the
 //!   delivery: `Ack` acks; `Retry` publishes the message (confirmed) through the default
 //!   exchange to its retry tier, then acks; `DeadLetter` publishes it (confirmed) to
-//!   `{queue}.dlq`, then acks. If that publish fails, the delivery is rejected with requeue,
-//!   never acked. The routing key travels in the `messaging-routing-key` header meanwhile and
+//!   `{queue}.dlq`, then acks. If that publish fails, the delivery is rejected with requeue
+//!   after a pause of one second (so a persistent failure cannot hot-loop), never acked. The routing key travels in the `messaging-routing-key` header meanwhile and
 //!   is restored before the handler sees the message.
 //! - **Reconnecting consumers**: when the consume connection drops, each subscription opens
 //!   a new one (backoff with jitter, 100 ms doubling to 5 s), re-declares its topology,

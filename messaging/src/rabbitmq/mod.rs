@@ -21,7 +21,9 @@
 //!   messages return to the subscription queue without any plugin. A delay a handler asks for
 //!   that is not a configured tier gets its own queue `{queue}.retry.{ms}ms`. A queue that
 //!   exists with other arguments fails with [`SubscribeError::TopologyMismatch`] naming the
-//!   queue and the argument.
+//!   queue and the first differing argument the broker reports. Only what the broker reports
+//!   is caught: RabbitMQ 3.10, for one, accepts a retry-tier declaration (classic arguments)
+//!   over an existing quorum queue of the same name without a 406.
 //! - **Consuming** ([`RabbitSubscription`]): `basic.qos(prefetch)` per consumer, at most
 //!   `concurrency` handlers at once (or one sequential lane per aggregate-ID hash), and the
 //!   shared failure policy. Its settlement is carried out on the channel that received the

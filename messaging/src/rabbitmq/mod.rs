@@ -48,8 +48,11 @@
 //!   with the old connection fail with `ConnectionLost` too: publish them again with the same
 //!   message ID.
 //!
+//! - **Health**: [`RabbitBroker::health`] tells whether each connection is open
+//!   ([`Health::is_ready`]: both).
+//!
 //! Not yet: waiting out a broker outage up to a caller deadline on a bounded buffer,
-//! republishing lost confirms automatically, health/readiness, and RabbitMQ 4.3's
+//! republishing lost confirms automatically, reconnect metrics, and RabbitMQ 4.3's
 //! `x-delayed-retry-*`.
 //!
 //! ```no_run
@@ -228,6 +231,19 @@ impl RabbitBroker {
         Ok(queues.len())
     }
 
+    /// Whether the publish and consume connections are up right now.
+    ///
+    /// A dropped connection is re-opened by the next publish or consumer restart, so a
+    /// `false` here is transient unless the broker stays unreachable.
+    pub async fn health(&self) -> Health {
+        let publish = {
+            let side = self.inner.publish.lock().await;
+            side.connection.status().connected() && side.channel.status().connected()
+        };
+        let consume = self.inner.consume.lock().await.status().connected();
+        Health { publish, consume }
+    }
+
     /// Closes the publish connection, as a network failure would. Publishes waiting for a
     /// confirm fail with the retryable [`PublishError::ConnectionLost`]; the next publish
     /// opens a new connection. For fault-injection tests.
@@ -239,6 +255,23 @@ impl RabbitBroker {
     /// reconnects by itself; unsettled messages are redelivered. For fault-injection tests.
     pub async fn drop_consume_connection(&self) {
         self.inner.drop_consume_connection().await;
+    }
+}
+
+/// The state of a [`RabbitBroker`]'s connections; see [`RabbitBroker::health`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Health {
+    /// The publish connection and its confirm channel are open.
+    pub publish: bool,
+    /// The consume connection is open.
+    pub consume: bool,
+}
+
+impl Health {
+    /// Both connections are open: ready to publish and consume.
+    pub const fn is_ready(&self) -> bool {
+        self.publish && self.consume
     }
 }
 

@@ -452,3 +452,39 @@ async fn connections_killed_by_the_broker_lose_nothing() {
         std::panic::resume_unwind(panic);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn health_follows_the_connections() {
+    let factory = match broker_or_skip() {
+        Ok(f) => f,
+        Err(reason) => {
+            eprintln!("{reason}");
+            return;
+        }
+    };
+    with_cleanup(&factory, async {
+        let broker = factory.create().await;
+        assert!(broker.health().await.is_ready());
+
+        broker.drop_publish_connection().await;
+        let health = broker.health().await;
+        assert!(!health.publish && health.consume && !health.is_ready());
+        let key = format!("{}.created", unique());
+        let cfg = config(&key);
+        broker.subscriber().declare(&cfg).await.unwrap();
+        broker.publisher().publish(event(&key, 1)).await.unwrap();
+        assert!(broker.health().await.is_ready(), "publishing re-opened it");
+
+        broker.drop_consume_connection().await;
+        let health = broker.health().await;
+        assert!(health.publish && !health.consume);
+        let handler = handler_fn("acks", |_: Delivery| async { Ok(Outcome::Ack) });
+        let sub = broker.subscriber().subscribe(cfg, handler).await.unwrap();
+        assert!(
+            broker.health().await.is_ready(),
+            "a new consumer re-opened it"
+        );
+        assert!(sub.shutdown(WAIT).await.drained());
+    })
+    .await;
+}

@@ -5,6 +5,7 @@
 pub mod dead_letter;
 pub mod envelope;
 pub mod error;
+pub mod inbox;
 pub mod publisher;
 pub mod subscriber;
 pub mod topic;

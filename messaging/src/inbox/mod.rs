@@ -18,7 +18,6 @@
 //! applications whose effects are in memory too).
 //!
 //! ```
-//! use std::time::Duration;
 //! use sinew_messaging::inbox::{Deduplicate, MemoryInbox};
 //! use sinew_messaging::memory::MemoryBroker;
 //! use sinew_messaging::subscriber::{handler_fn, Delivery, Outcome, Subscriber, SubscriptionConfig};

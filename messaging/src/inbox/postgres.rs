@@ -11,7 +11,7 @@
 //! use sinew_messaging::inbox::postgres::PgInbox;
 //! use sinew_messaging::subscriber::{handler_fn, Delivery, HandlerError, Outcome};
 //!
-//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let pool = sqlx::PgPool::connect("postgres://postgres@127.0.0.1/app").await?;
 //! let inbox = PgInbox::new(pool.clone());
 //! inbox.migrate().await?;

@@ -47,6 +47,48 @@ use crate::subscriber::{
     SubscriptionConfigBuilder,
 };
 
+/// Calls the macro `$m` with the names of every case of the conformance suite, so that a test
+/// file can turn each one into a test without keeping its own copy of the list:
+///
+/// ```
+/// # #[cfg(feature = "memory")] mod suite {
+/// macro_rules! cases {
+///     ($($name:ident),* $(,)?) => {$(
+///         #[tokio::test(start_paused = true)]
+///         async fn $name() {
+///             use sinew_messaging::testing::MemoryFactory;
+///             sinew_messaging::testing::$name(&MemoryFactory).await;
+///         }
+///     )*};
+/// }
+/// sinew_messaging::for_each_conformance_case!(cases);
+/// # }
+/// ```
+#[macro_export]
+macro_rules! for_each_conformance_case {
+    ($m:ident) => {
+        $m!(
+            publish_before_subscribe,
+            competing_consumers,
+            topics_are_isolated,
+            retry_then_succeed,
+            prefetch_bounds_unsettled,
+            continue_after_subscriber_close,
+            continue_after_errors,
+            each_subscription_gets_every_message,
+            headers_propagate,
+            dead_letter_after_failures_while_others_flow,
+            delayed_retry_honours_delay,
+            decode_error_goes_straight_to_dead_letters,
+            unroutable_publish_is_error,
+            per_aggregate_order_with_lanes,
+            graceful_drain,
+            redelivery_after_connection_drop,
+            dead_letter_replay,
+        );
+    };
+}
+
 /// A backend under test.
 pub trait Backend: Send + Sync + 'static {
     /// Its publisher.

@@ -21,6 +21,9 @@ use crate::error::CircuitOpen;
 const TAG_BITS: u32 = 8;
 const TAG_MASK: u64 = (1 << TAG_BITS) - 1;
 
+const CLOSED_TAG: u64 = State::Closed.to_tag();
+const SUCCESS_CODE: u8 = encode(false, false);
+
 const fn pack(generation: u64, state: State) -> u64 {
     (generation << TAG_BITS) | state.to_tag()
 }
@@ -204,8 +207,26 @@ impl SharedRef {
         self.control.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    #[inline]
+    /// The closed state without slow-call tracking is the steady state of every healthy
+    /// service: decide it inline from one load, and keep everything else out of line so the
+    /// caller's hot loop stays small and the permit stays in registers.
+    #[inline(always)]
     fn acquire(&self) -> Result<Permit, CircuitOpen> {
+        let word = self.state.load(Acquire);
+        if word & TAG_MASK == CLOSED_TAG && !self.track_duration {
+            return Ok(Permit {
+                shared: self.clone(),
+                generation: generation(word),
+                kind: PermitKind::Closed,
+                start: 0,
+                settled: false,
+            });
+        }
+        self.acquire_slow()
+    }
+
+    #[inline(never)]
+    fn acquire_slow(&self) -> Result<Permit, CircuitOpen> {
         loop {
             let word = self.state.load(Acquire);
             let generation = generation(word);
@@ -269,7 +290,24 @@ impl SharedRef {
         CircuitOpen::new(retry_after)
     }
 
-    #[inline]
+    /// A success recorded in the closed state of a count-based window, without slow-call
+    /// tracking: one state load and one `fetch_add`, inline. Anything else takes [`Self::record`].
+    #[inline(always)]
+    fn record_closed_success(&self, generation: u64) {
+        let word = self.state.load(Acquire);
+        if let (true, Window::Count(window)) =
+            (super::state::generation(word) == generation, &*self.closed)
+        {
+            let counts = window.record(SUCCESS_CODE);
+            if counts.failed != 0 || counts.slow != 0 {
+                self.evaluate_closed(generation, PermitKind::Closed, counts);
+            }
+            return;
+        }
+        self.record(generation, PermitKind::Closed, Outcome::Success, None);
+    }
+
+    #[inline(never)]
     fn record(
         &self,
         generation: u64,
@@ -780,8 +818,21 @@ impl fmt::Debug for Permit {
 impl Permit {
     /// Records the call's outcome. With slow-call tracking on, the duration is measured from
     /// when the permit was granted.
-    #[inline]
+    #[inline(always)]
     pub fn record(mut self, outcome: Outcome) {
+        if self.kind == PermitKind::Closed
+            && matches!(outcome, Outcome::Success)
+            && !self.shared.track_duration
+        {
+            self.settled = true;
+            self.shared.record_closed_success(self.generation);
+            return;
+        }
+        self.record_slow(outcome);
+    }
+
+    #[inline(never)]
+    fn record_slow(mut self, outcome: Outcome) {
         let duration = if self.shared.track_duration {
             Some(Duration::from_nanos(
                 self.shared.now().saturating_sub(self.start),

@@ -65,8 +65,9 @@ use crate::instance::Instance;
 use crate::registry::Watch;
 
 /// The balancer [`p2c`] builds.
-pub type P2cBalance<M, S, Req> =
-    FailFastWhenEmpty<Balance<PendingRequestsDiscover<ServiceDiscover<M, S>, CompleteOnResponse>, Req>>;
+pub type P2cBalance<M, S, Req> = FailFastWhenEmpty<
+    Balance<PendingRequestsDiscover<ServiceDiscover<M, S>, CompleteOnResponse>, Req>,
+>;
 
 /// A power-of-two-choices balancer (by pending requests) over the instances of `watch`, making
 /// one service per instance with `make`, failing fast when the set is empty.

@@ -3,10 +3,10 @@ use std::time::Duration;
 
 use reqwest::{Method, StatusCode, Url};
 
+use super::duration;
 use super::error::ConsulError;
 use super::model::HealthEntry;
 use super::registration::{CheckStatus, ServiceRegistration};
-use super::duration;
 use crate::error::ConfigError;
 use crate::instance::Instance;
 use crate::registry::Query;
@@ -297,14 +297,17 @@ impl ConsulClient {
         let mut url = self.url(&["v1", "agent", "service", "register"]);
         url.query_pairs_mut()
             .append_pair("replace-existing-checks", "true");
-        let body = serde_json::to_vec(&registration.to_wire()).map_err(|e| {
-            ConsulError::Decode {
+        let body =
+            serde_json::to_vec(&registration.to_wire()).map_err(|e| ConsulError::Decode {
                 endpoint: ENDPOINT,
                 source: Box::new(e),
-            }
-        })?;
+            })?;
         self.put(ENDPOINT, url, Some(body)).await?;
-        tracing::info!(service = registration.name(), id = registration.id(), "registered with consul");
+        tracing::info!(
+            service = registration.name(),
+            id = registration.id(),
+            "registered with consul"
+        );
         Ok(())
     }
 
@@ -343,7 +346,8 @@ impl ConsulClient {
         output: Option<&str>,
     ) -> Result<(), ConsulError> {
         let url = self.url(&["v1", "agent", "check", "update", check_id]);
-        let body = serde_json::json!({ "Status": status.as_str(), "Output": output.unwrap_or_default() });
+        let body =
+            serde_json::json!({ "Status": status.as_str(), "Output": output.unwrap_or_default() });
         let body = serde_json::to_vec(&body).map_err(|e| ConsulError::Decode {
             endpoint: "/v1/agent/check/update",
             source: Box::new(e),
@@ -351,7 +355,13 @@ impl ConsulClient {
         self.put("/v1/agent/check/update", url, Some(body)).await
     }
 
-    async fn ttl(&self, action: &'static str, endpoint: &'static str, check_id: &str, note: Option<&str>) -> Result<(), ConsulError> {
+    async fn ttl(
+        &self,
+        action: &'static str,
+        endpoint: &'static str,
+        check_id: &str,
+        note: Option<&str>,
+    ) -> Result<(), ConsulError> {
         let mut url = self.url(&["v1", "agent", "check", action, check_id]);
         if let Some(note) = note {
             url.query_pairs_mut().append_pair("note", note);
@@ -361,24 +371,33 @@ impl ConsulClient {
 
     /// Marks a TTL check passing (`PUT /v1/agent/check/pass/:id`).
     pub async fn ttl_pass(&self, check_id: &str, note: Option<&str>) -> Result<(), ConsulError> {
-        self.ttl("pass", "/v1/agent/check/pass", check_id, note).await
+        self.ttl("pass", "/v1/agent/check/pass", check_id, note)
+            .await
     }
 
     /// Marks a TTL check warning (`PUT /v1/agent/check/warn/:id`).
     pub async fn ttl_warn(&self, check_id: &str, note: Option<&str>) -> Result<(), ConsulError> {
-        self.ttl("warn", "/v1/agent/check/warn", check_id, note).await
+        self.ttl("warn", "/v1/agent/check/warn", check_id, note)
+            .await
     }
 
     /// Marks a TTL check critical (`PUT /v1/agent/check/fail/:id`).
     pub async fn ttl_fail(&self, check_id: &str, note: Option<&str>) -> Result<(), ConsulError> {
-        self.ttl("fail", "/v1/agent/check/fail", check_id, note).await
+        self.ttl("fail", "/v1/agent/check/fail", check_id, note)
+            .await
     }
 
     /// Whether the local agent knows the service (`GET /v1/agent/service/:id`).
     pub async fn is_registered(&self, service_id: &str) -> Result<bool, ConsulError> {
         let url = self.url(&["v1", "agent", "service", service_id]);
         match self
-            .send("/v1/agent/service", Method::GET, url, None, self.request_timeout)
+            .send(
+                "/v1/agent/service",
+                Method::GET,
+                url,
+                None,
+                self.request_timeout,
+            )
             .await
         {
             Ok(_) => Ok(true),
@@ -420,9 +439,7 @@ impl ConsulClient {
                 timeout = wait + wait / 16 + self.request_timeout;
             }
         }
-        let response = self
-            .send(ENDPOINT, Method::GET, url, None, timeout)
-            .await?;
+        let response = self.send(ENDPOINT, Method::GET, url, None, timeout).await?;
         let meta = query_meta(response.headers());
         let status = response.status();
         let bytes = response.bytes().await.map_err(|e| ConsulError::Transport {
@@ -479,7 +496,12 @@ mod tests {
 
     #[test]
     fn rejects_bad_addresses() {
-        assert!(ConsulClient::builder().address("consul:8500").build().is_err());
+        assert!(
+            ConsulClient::builder()
+                .address("consul:8500")
+                .build()
+                .is_err()
+        );
         assert!(ConsulClient::builder().address("ftp://x").build().is_err());
         assert!(
             ConsulClient::builder()

@@ -6,7 +6,7 @@ use std::time::Duration;
 /// milliseconds as `"1500ms"` (sub-millisecond parts are dropped; callers validate minimums).
 pub(crate) fn format(d: Duration) -> String {
     let millis = d.as_millis();
-    if millis % 1000 == 0 {
+    if millis.is_multiple_of(1000) {
         format!("{}s", d.as_secs())
     } else {
         format!("{millis}ms")

@@ -132,7 +132,10 @@ impl RegistrationConfigBuilder {
 /// Spring Cloud Consul's heartbeat formula: `min(ttl − 1 s, max(ttl · 2/3, 1 s))`.
 pub(crate) fn heartbeat_for_ttl(ttl: Duration) -> Duration {
     let two_thirds = ttl.mul_f64(2.0 / 3.0).max(Duration::from_secs(1));
-    two_thirds.min(ttl.saturating_sub(Duration::from_secs(1)).max(Duration::from_millis(500)))
+    two_thirds.min(
+        ttl.saturating_sub(Duration::from_secs(1))
+            .max(Duration::from_millis(500)),
+    )
 }
 
 /// A live registration: keeps the service's TTL checks passing, re-registers when the agent
@@ -242,9 +245,7 @@ impl RegistrationHandle {
         let bound = shared.config.deregister_timeout;
         let maintenance = tokio::time::timeout(
             bound,
-            shared
-                .client
-                .maintenance(id, true, Some("shutting down")),
+            shared.client.maintenance(id, true, Some("shutting down")),
         )
         .await;
         if let Ok(Err(e)) | Err(e) = maintenance.map_err(|_| ConsulError::Timeout {
@@ -285,7 +286,10 @@ impl Drop for RegistrationHandle {
         };
         task.abort();
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            tracing::warn!(id = self.shared.registration.id(), "registration dropped outside a tokio runtime; not deregistered");
+            tracing::warn!(
+                id = self.shared.registration.id(),
+                "registration dropped outside a tokio runtime; not deregistered"
+            );
             return;
         };
         let shared = self.shared.clone();
@@ -388,14 +392,25 @@ mod tests {
 
     #[test]
     fn spring_heartbeat_formula() {
-        assert_eq!(heartbeat_for_ttl(Duration::from_secs(30)), Duration::from_secs(20));
-        assert_eq!(heartbeat_for_ttl(Duration::from_secs(2)), Duration::from_secs(1));
+        assert_eq!(
+            heartbeat_for_ttl(Duration::from_secs(30)),
+            Duration::from_secs(20)
+        );
+        assert_eq!(
+            heartbeat_for_ttl(Duration::from_secs(2)),
+            Duration::from_secs(1)
+        );
         assert!(heartbeat_for_ttl(Duration::from_secs(1)) < Duration::from_secs(1));
     }
 
     #[test]
     fn config_validation() {
-        assert!(RegistrationConfig::builder().deregister_timeout(Duration::ZERO).build().is_err());
+        assert!(
+            RegistrationConfig::builder()
+                .deregister_timeout(Duration::ZERO)
+                .build()
+                .is_err()
+        );
         assert!(
             RegistrationConfig::builder()
                 .reregister_backoff(Duration::from_secs(5), Duration::from_secs(1))

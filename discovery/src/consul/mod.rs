@@ -25,7 +25,9 @@ mod registration;
 mod signal;
 mod watch;
 
-pub use self::client::{AclToken, Blocking, ConsulClient, ConsulClientBuilder, MAX_WAIT, QueryMeta};
+pub use self::client::{
+    AclToken, Blocking, ConsulClient, ConsulClientBuilder, MAX_WAIT, QueryMeta,
+};
 pub use self::error::ConsulError;
 pub use self::handle::{RegistrationConfig, RegistrationConfigBuilder, RegistrationHandle};
 pub use self::registration::{

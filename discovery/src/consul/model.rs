@@ -178,7 +178,10 @@ mod tests {
                 "Checks": [{"Status": "passing"}, {"Status": status}]
             })
         };
-        assert_eq!(entry(json("passing")).into_instance(false).unwrap().weight, 10);
+        assert_eq!(
+            entry(json("passing")).into_instance(false).unwrap().weight,
+            10
+        );
         assert!(entry(json("warning")).into_instance(false).is_none());
         let w = entry(json("warning")).into_instance(true).unwrap();
         assert_eq!((w.weight, w.health), (2, Health::Warning));

@@ -256,7 +256,9 @@ impl Check {
                 target, interval, ..
             } => {
                 if target.is_empty() {
-                    return Err(ConfigError::Missing { field: "check.grpc" });
+                    return Err(ConfigError::Missing {
+                        field: "check.grpc",
+                    });
                 }
                 Some(("check.interval", *interval))
             }
@@ -391,7 +393,9 @@ impl ServiceRegistration {
             address: self.address.as_deref(),
             port: self.port,
             meta: &self.meta,
-            weights: self.weights.map(|(passing, warning)| WireWeights { passing, warning }),
+            weights: self
+                .weights
+                .map(|(passing, warning)| WireWeights { passing, warning }),
             tagged_addresses: self
                 .tagged_addresses
                 .iter()
@@ -557,10 +561,16 @@ fn validate_name(field: &'static str, value: &str) -> Result<(), ConfigError> {
     if value.is_empty() {
         return Err(ConfigError::Missing { field });
     }
-    if value.len() > 256 || value.chars().any(|c| c == '/' || c.is_control() || c == ' ') {
+    if value.len() > 256
+        || value
+            .chars()
+            .any(|c| c == '/' || c.is_control() || c == ' ')
+    {
         return Err(ConfigError::Invalid {
             field,
-            reason: format!("`{value}` must be at most 256 characters without `/`, spaces or control characters"),
+            reason: format!(
+                "`{value}` must be at most 256 characters without `/`, spaces or control characters"
+            ),
         });
     }
     Ok(())
@@ -696,7 +706,11 @@ mod tests {
         let ids: Vec<_> = reg.checks().iter().filter_map(Check::check_id).collect();
         assert_eq!(
             ids,
-            ["orders-8080:ttl", "orders-8080:http:1", "orders-8080:http:2"]
+            [
+                "orders-8080:ttl",
+                "orders-8080:http:1",
+                "orders-8080:http:2"
+            ]
         );
     }
 

@@ -329,9 +329,17 @@ async fn poll(inner: &Inner, query: &Query, feed: &Feed) {
             Ok((instances, meta)) => {
                 let next = next_index(index, meta.index);
                 if next == 0 {
-                    tracing::info!(service = query.service(), previous = index, returned = meta.index, "consul index went backwards; resetting");
+                    tracing::info!(
+                        service = query.service(),
+                        previous = index,
+                        returned = meta.index,
+                        "consul index went backwards; resetting"
+                    );
                 } else if meta.index == 0 {
-                    tracing::warn!(service = query.service(), "consul returned index 0; clamping to 1");
+                    tracing::warn!(
+                        service = query.service(),
+                        "consul returned index 0; clamping to 1"
+                    );
                 }
                 index = next;
                 Ok(instances)
@@ -341,12 +349,21 @@ async fn poll(inner: &Inner, query: &Query, feed: &Feed) {
         match result {
             Ok(instances) => {
                 if failures > 0 {
-                    tracing::info!(service = query.service(), failures, "consul watch recovered");
+                    tracing::info!(
+                        service = query.service(),
+                        failures,
+                        "consul watch recovered"
+                    );
                 }
                 failures = 0;
                 let count = instances.len();
                 if feed.publish(instances) {
-                    tracing::debug!(service = query.service(), instances = count, index, "instance list changed");
+                    tracing::debug!(
+                        service = query.service(),
+                        instances = count,
+                        index,
+                        "instance list changed"
+                    );
                 }
             }
             Err(error) => {
@@ -384,7 +401,8 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn bucket_allows_burst_then_refill_rate() {
-        let mut bucket = TokenBucket::new(NonZeroU32::MIN.saturating_add(1), Duration::from_secs(1));
+        let mut bucket =
+            TokenBucket::new(NonZeroU32::MIN.saturating_add(1), Duration::from_secs(1));
         let start = Instant::now();
         for _ in 0..12 {
             bucket.acquire().await;
@@ -395,7 +413,12 @@ mod tests {
 
     #[test]
     fn config_validation() {
-        assert!(WatchConfig::builder().wait(Duration::from_secs(601)).build().is_err());
+        assert!(
+            WatchConfig::builder()
+                .wait(Duration::from_secs(601))
+                .build()
+                .is_err()
+        );
         assert!(WatchConfig::builder().wait(Duration::ZERO).build().is_err());
         assert!(
             WatchConfig::builder()

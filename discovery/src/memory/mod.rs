@@ -91,7 +91,11 @@ impl StaticRegistry {
     pub fn remove(&self, service: &str, id: impl Into<InstanceId>) -> bool {
         let id = id.into();
         let mut inner = self.lock();
-        let Some(key) = inner.services.get_key_value(service).map(|(k, _)| k.clone()) else {
+        let Some(key) = inner
+            .services
+            .get_key_value(service)
+            .map(|(k, _)| k.clone())
+        else {
             return false;
         };
         let removed = inner
@@ -126,7 +130,11 @@ impl StaticRegistry {
     pub fn set_health(&self, service: &str, id: impl Into<InstanceId>, health: Health) -> bool {
         let id = id.into();
         let mut inner = self.lock();
-        let Some(key) = inner.services.get_key_value(service).map(|(k, _)| k.clone()) else {
+        let Some(key) = inner
+            .services
+            .get_key_value(service)
+            .map(|(k, _)| k.clone())
+        else {
             return false;
         };
         let found = match inner.services.get_mut(&key).and_then(|m| m.get_mut(&id)) {

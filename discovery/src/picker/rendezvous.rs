@@ -22,7 +22,11 @@ impl Rendezvous {
     /// The score of `instance` for `key`: the highest score wins.
     fn score(key: &[u8], instance: &Instance) -> f64 {
         let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for &b in key.iter().chain([0xff_u8].iter()).chain(instance.id.as_str().as_bytes()) {
+        for &b in key
+            .iter()
+            .chain([0xff_u8].iter())
+            .chain(instance.id.as_str().as_bytes())
+        {
             h ^= u64::from(b);
             h = h.wrapping_mul(0x0000_0100_0000_01B3);
         }

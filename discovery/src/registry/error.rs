@@ -62,7 +62,9 @@ pub enum DiscoveryError {
     },
     /// The registry has been failing for longer than the configured maximum staleness, so the
     /// last-known-good list is no longer served.
-    #[error("instance list for `{service}` is {age:?} old, older than the allowed {max:?}, and the registry is failing")]
+    #[error(
+        "instance list for `{service}` is {age:?} old, older than the allowed {max:?}, and the registry is failing"
+    )]
     Stale {
         /// The service.
         service: Arc<str>,

@@ -180,7 +180,11 @@ impl Watch {
 
     /// Whether the current snapshot (if any) is empty, read without cloning it.
     pub(crate) fn is_known_empty(&self) -> bool {
-        self.rx.borrow().snapshot.as_ref().is_some_and(|s| s.is_empty())
+        self.rx
+            .borrow()
+            .snapshot
+            .as_ref()
+            .is_some_and(|s| s.is_empty())
     }
 
     /// Data, age and error.
@@ -207,7 +211,8 @@ impl Watch {
         max_staleness: Option<Duration>,
     ) -> Option<Result<Arc<Snapshot>, DiscoveryError>> {
         let snapshot = state.snapshot.as_ref()?;
-        if let (Some(max), Some(error), Some(at)) = (max_staleness, &state.error, state.refreshed_at)
+        if let (Some(max), Some(error), Some(at)) =
+            (max_staleness, &state.error, state.refreshed_at)
         {
             let age = at.elapsed();
             if age > max {

@@ -441,7 +441,11 @@ async fn index_zero_is_clamped_and_rate_limited() {
     assert!(during >= 30, "still polling: {during}");
     // The first 0 is below the previous index, so the client resets once (a request without
     // an index); from then on 0 is clamped to 1.
-    assert!(polls[before..before + 2].iter().any(|p| p.param("index").is_none()));
+    assert!(
+        polls[before..before + 2]
+            .iter()
+            .any(|p| p.param("index").is_none())
+    );
     for poll in &polls[before + 2..] {
         assert_eq!(poll.param("index"), Some("1"), "clamped to 1");
     }
@@ -588,7 +592,10 @@ async fn one_shared_poll_per_query_stopped_when_unwatched() {
     assert_eq!(tagged.current().unwrap().len(), 1);
     // Two queries: two initial requests and two blocking polls in flight; not eleven of each.
     let polls = consul.requests_to("/v1/health/service");
-    assert_eq!(polls.iter().filter(|p| p.param("index").is_none()).count(), 2);
+    assert_eq!(
+        polls.iter().filter(|p| p.param("index").is_none()).count(),
+        2
+    );
     assert_eq!(polls.len(), 4);
 
     drop(watches);

@@ -603,3 +603,48 @@ async fn one_shared_poll_per_query_stopped_when_unwatched() {
     settle(1).await;
     assert_eq!(registry.active_watches(), 0);
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(16))]
+
+    /// Whatever mix of graceful shutdowns, drops and agent restarts, everything the handles
+    /// registered is deregistered in the end.
+    #[test]
+    fn deregisters_everything_it_registered(
+        plan in proptest::collection::vec((proptest::bool::ANY, proptest::bool::ANY), 1..6),
+    ) {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        let remaining = rt.block_on(async {
+            let consul = FakeConsul::start().await.unwrap();
+            let mut handles = Vec::new();
+            for i in 0..plan.len() {
+                let handle = RegistrationHandle::register(
+                    consul.client(),
+                    registration(&format!("users-{i}"), 3000 + i as u16),
+                    RegistrationConfig::default(),
+                )
+                .await
+                .unwrap();
+                handles.push(handle);
+            }
+            for (handle, (graceful, restart_first)) in handles.into_iter().zip(&plan) {
+                if *restart_first {
+                    consul.restart_agent();
+                    settle(12).await; // the handles re-register
+                }
+                if *graceful {
+                    handle.shutdown().await.unwrap();
+                } else {
+                    drop(handle);
+                }
+            }
+            settle(2).await;
+            consul.service_ids()
+        });
+        proptest::prop_assert!(remaining.is_empty(), "left registered: {remaining:?}");
+    }
+}

@@ -149,6 +149,7 @@ impl WatchConfigBuilder {
 /// use sinew_discovery::consul::{ConsulClient, ConsulRegistry};
 /// use sinew_discovery::{Discovery, P2c};
 ///
+/// # #[allow(dead_code)]
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 /// let registry = ConsulRegistry::new(ConsulClient::builder().build()?);
 /// let discovery = Discovery::new(registry);

@@ -49,7 +49,7 @@ fn bench(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("pick");
     let round_robin = RoundRobin::new();
-    group.bench_function("cache/round_robin", |b| {
+    group.bench_function("cache/round_robin_async_pick", |b| {
         b.iter(|| {
             black_box(
                 discovery
@@ -57,6 +57,9 @@ fn bench(c: &mut Criterion) {
                     .now_or_never(),
             )
         })
+    });
+    group.bench_function("cache/round_robin_try_pick", |b| {
+        b.iter(|| black_box(discovery.try_pick(black_box("users"), &round_robin).ok()))
     });
     let weighted = Weighted::new();
     group.bench_function("cache/weighted", |b| {

@@ -55,6 +55,7 @@ struct Inner {
     initial_load_timeout: Duration,
     max_staleness: Option<Duration>,
     by_name: RwLock<HashMap<Arc<str>, Watch, BuildFnv>>,
+    by_query: RwLock<HashMap<Query, Watch>>,
 }
 
 impl Discovery {
@@ -83,6 +84,7 @@ impl Discovery {
                 initial_load_timeout,
                 max_staleness,
                 by_name: RwLock::new(HashMap::default()),
+                by_query: RwLock::new(HashMap::new()),
             }),
         }
     }
@@ -127,10 +129,27 @@ impl Discovery {
             .clone()
     }
 
-    /// The watch of a query with filters. The registry shares it with every equal query.
-    /// Keep the returned watch: the registry stops watching once every watch is dropped.
+    /// The watch of a query with filters, started on first use and kept for the life of this
+    /// `Discovery` (so repeated reads do not restart it).
     pub fn watch_query(&self, query: &Query) -> Watch {
-        self.inner.registry.watch(query)
+        if let Some(watch) = self
+            .inner
+            .by_query
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(query)
+        {
+            return watch.clone();
+        }
+        let mut table = self
+            .inner
+            .by_query
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        table
+            .entry(query.clone())
+            .or_insert_with(|| self.inner.registry.watch(query))
+            .clone()
     }
 
     /// The healthy instances of `service`, from memory. The first call waits for the

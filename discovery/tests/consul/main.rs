@@ -648,3 +648,21 @@ proptest::proptest! {
         proptest::prop_assert!(remaining.is_empty(), "left registered: {remaining:?}");
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn filtered_queries_are_watched_once() {
+    let consul = FakeConsul::start().await.unwrap();
+    registered(&consul, "users-1", 3001).await;
+    let (registry, discovery) = discovery(&consul);
+    let query = Query::new("users").tag("v1");
+    for _ in 0..5 {
+        assert_eq!(discovery.discover_query(&query).await.unwrap().len(), 1);
+    }
+    assert_eq!(registry.active_watches(), 1);
+    let initial = consul
+        .requests_to("/v1/health/service")
+        .iter()
+        .filter(|p| p.param("index").is_none())
+        .count();
+    assert_eq!(initial, 1);
+}

@@ -6,10 +6,10 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use http_body_util::BodyExt;
+use sinew_discovery::Instance;
 use sinew_discovery::balance::sync_tonic_channel;
 use sinew_discovery::memory::StaticRegistry;
 use sinew_discovery::registry::{Query, Registry};
-use sinew_discovery::Instance;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Channel, Endpoint, Server};
 use tower::{Service, ServiceExt};
@@ -17,7 +17,8 @@ use tower::{Service, ServiceExt};
 async fn server(name: &'static str) -> SocketAddr {
     let incoming = TcpIncoming::bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let addr = incoming.local_addr().unwrap();
-    let router = axum::Router::new().route("/whoami", axum::routing::post(move || async move { name }));
+    let router =
+        axum::Router::new().route("/whoami", axum::routing::post(move || async move { name }));
     tokio::spawn(async move {
         Server::builder()
             .add_routes(router.into())
@@ -58,11 +59,11 @@ async fn until_only(channel: &mut Channel, expected: &str, streak: usize) {
 async fn the_channel_follows_the_registry() {
     let a = server("a").await;
     let b = server("b").await;
-    let registry = StaticRegistry::from_instances([Instance::new("a", "echo", "127.0.0.1", a.port())]);
+    let registry =
+        StaticRegistry::from_instances([Instance::new("a", "echo", "127.0.0.1", a.port())]);
     let watch = registry.watch(&Query::new("echo"));
-    let (mut channel, _sync) = sync_tonic_channel(&watch, |i: &Instance| {
-        Endpoint::from_shared(i.url("http"))
-    });
+    let (mut channel, _sync) =
+        sync_tonic_channel(&watch, |i: &Instance| Endpoint::from_shared(i.url("http")));
     until_only(&mut channel, "a", 5).await;
 
     registry.insert(Instance::new("b", "echo", "127.0.0.1", b.port()));

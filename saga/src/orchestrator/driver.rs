@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -67,6 +68,9 @@ pub(crate) struct Driver<S> {
     pub(crate) snap: Snapshot,
     pub(crate) cancel: watch::Receiver<bool>,
     pub(crate) replies: Arc<Notify>,
+    /// Calls of the current stage, by step: whether the call future was ever polled (a call
+    /// cancelled before its first poll never reached the participant).
+    pub(crate) polled: std::collections::HashMap<Arc<str>, Arc<AtomicBool>>,
 }
 
 fn lease_lost(e: StoreError, id: SagaId) -> SagaError {
@@ -316,8 +320,20 @@ impl<S: SagaStore> Driver<S> {
                 record.state,
                 StepState::Started | StepState::Awaiting | StepState::Retrying
             ) {
+                let never_called = record.state == StepState::Started
+                    && self
+                        .polled
+                        .get(&step.name)
+                        .is_some_and(|p| !p.load(Ordering::Acquire));
                 let mut record = record.clone();
-                record.state = StepState::Unknown;
+                if never_called && record.attempt <= 1 {
+                    record.state = StepState::Failed;
+                    record.error = Some(StepError::terminal(
+                        "cancelled before the participant was called",
+                    ));
+                } else {
+                    record.state = StepState::Unknown;
+                }
                 record.updated_at = self.now();
                 record.due_at = None;
                 self.commit(SagaStatus::Running, None, Some(record)).await?;
@@ -347,8 +363,11 @@ impl<S: SagaStore> Driver<S> {
         let span = self.step_span(&step.name, Phase::Forward, attempt);
         let call = (step.action)(self.raw(step, Phase::Forward, attempt));
         let timeout = step.timeout;
+        let polled = Arc::new(AtomicBool::new(false));
+        self.polled.insert(step.name.clone(), polled.clone());
         Ok(Box::pin(
             async move {
+                polled.store(true, Ordering::Release);
                 tracing::debug!("calling participant");
                 let began = Instant::now();
                 let result = match tokio::time::timeout(timeout, call).await {
@@ -416,6 +435,7 @@ impl<S: SagaStore> Driver<S> {
         _index: usize,
         stage: &[PlanStep],
     ) -> Result<StageEnd, SagaError> {
+        self.polled.clear();
         let mut calls: FuturesUnordered<BoxFuture<(usize, Ev)>> = FuturesUnordered::new();
         let mut failure: Option<StageEnd> = None;
         for (i, step) in stage.iter().enumerate() {

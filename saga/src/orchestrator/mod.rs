@@ -8,7 +8,7 @@
 //!
 //! ```
 //! use serde::{Deserialize, Serialize};
-//! use sinew_saga::{MemoryStore, Orchestrator, Saga, SagaStatus, Step, StepError};
+//! use sinew_saga::{MemoryStore, Orchestrator, Saga, SagaStatus, Step, StepContext, StepError};
 //!
 //! #[derive(Clone, Debug, Serialize, Deserialize)]
 //! struct Order { id: u64 }
@@ -17,7 +17,9 @@
 //! let saga = Saga::<Order>::builder("order-creation")
 //!     .step(Step::compensatable(
 //!         "reserve-inventory",
-//!         |cx| async move { Ok::<_, StepError>(format!("reservation-{}", cx.data().id)) },
+//!         |cx: StepContext<Order>| async move {
+//!             Ok::<_, StepError>(format!("reservation-{}", cx.data().id))
+//!         },
 //!         |_cx| async { Ok(()) },
 //!     ))
 //!     .step(Step::pivot("process-payment", |_cx| async { Ok::<_, StepError>(()) }))
@@ -660,6 +662,7 @@ impl<S: SagaStore> Orchestrator<S> {
             snap,
             cancel,
             replies,
+            polled: HashMap::new(),
         };
         if let Some(op) = admin {
             driver.admin(op).await?;

@@ -256,7 +256,7 @@ async fn parallel_group_failure_cancels_siblings_and_compensates_the_succeeded()
     j.set(
         "fails",
         Phase::Forward,
-        Behaviour::FailTimes(1, StepError::terminal("refused")),
+        Behaviour::SleepThenFail(Duration::from_secs(1), StepError::terminal("refused")),
     );
     j.set("slow", Phase::Forward, Behaviour::Hang);
     let saga = Saga::builder("par")

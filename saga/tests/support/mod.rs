@@ -28,6 +28,8 @@ pub enum Behaviour {
     Fail(StepError),
     /// Sleep this long, then succeed.
     Sleep(Duration),
+    /// Sleep this long, then fail with this error.
+    SleepThenFail(Duration, StepError),
     /// Never return.
     Hang,
 }
@@ -109,6 +111,11 @@ impl Journal {
                 tokio::time::sleep(d).await;
                 self.calls.lock().unwrap().push(entry(true));
                 return Ok(());
+            }
+            Behaviour::SleepThenFail(d, e) => {
+                self.calls.lock().unwrap().push(entry(false));
+                tokio::time::sleep(d).await;
+                return Err(e);
             }
             Behaviour::Hang => {
                 self.calls.lock().unwrap().push(entry(false));

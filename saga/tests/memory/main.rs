@@ -731,9 +731,11 @@ mod spans {
     use tracing::span::{Attributes, Id};
     use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
 
+    pub(super) type Recorded = Vec<(String, Vec<(String, String)>)>;
+
     /// Records every span's name and fields.
     #[derive(Clone, Default)]
-    pub(super) struct Spans(pub(super) Arc<Mutex<Vec<(String, Vec<(String, String)>)>>>);
+    pub(super) struct Spans(pub(super) Arc<Mutex<Recorded>>);
 
     struct Fields(Vec<(String, String)>);
     impl Visit for Fields {
@@ -786,9 +788,13 @@ async fn spans_carry_saga_and_step_fields_and_metrics_count() {
             .map(|(_, v)| v.clone())
             .unwrap()
     };
-    assert!(steps.iter().all(|(_, f)| field(f, "saga.id") == id.to_string()
-        && field(f, "saga.type") == "order-creation"
-        && field(f, "saga.phase") == "forward"));
+    assert!(
+        steps
+            .iter()
+            .all(|(_, f)| field(f, "saga.id") == id.to_string()
+                && field(f, "saga.type") == "order-creation"
+                && field(f, "saga.phase") == "forward")
+    );
     assert_eq!(field(&steps[4].1, "saga.step"), "send-notification");
     assert_eq!(field(&steps[4].1, "saga.attempt"), "2");
     let m = orch.metrics();

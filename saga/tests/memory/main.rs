@@ -801,3 +801,23 @@ async fn spans_carry_saga_and_step_fields_and_metrics_count() {
     assert_eq!((m.retries, m.steps_failed, m.steps_succeeded), (1, 1, 4));
     assert_eq!(m.driving, 0);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_saga_of_retriable_steps_only_cannot_be_cancelled() {
+    let j = Journal::new();
+    j.set("r", Phase::Forward, Behaviour::Hang);
+    let orch = orchestrator(
+        Saga::builder("r-only")
+            .step(j.retriable("r"))
+            .build()
+            .unwrap(),
+    );
+    let id = orch.start("r-only", &ORDER).await.unwrap();
+    let run = orch.spawn(id);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(matches!(
+        orch.cancel(id).await,
+        Err(SagaError::InvalidState { .. })
+    ));
+    run.abort();
+}

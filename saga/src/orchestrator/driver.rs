@@ -203,6 +203,7 @@ impl<S: SagaStore> Driver<S> {
             attempt,
             data: self.data.clone(),
             outputs: self.outputs(),
+            fencing_token: self.snap.instance.version,
         }
     }
 

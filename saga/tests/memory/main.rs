@@ -628,6 +628,10 @@ async fn recovery_retries_an_interrupted_step_with_the_same_key() {
     assert_eq!(calls.len(), 2);
     assert_eq!(calls[0].key, calls[1].key);
     assert_eq!((calls[0].attempt, calls[1].attempt), (1, 2));
+    // The new owner calls with a larger fencing token.
+    assert!(calls[1].token > calls[0].token);
+    let tokens: Vec<u64> = j.calls().iter().map(|c| c.token).collect();
+    assert!(tokens.windows(2).all(|w| w[0] < w[1]), "{tokens:?}");
     // create-order ran once: recovery replays stored outputs, it does not re-execute.
     assert_eq!(
         j.calls()

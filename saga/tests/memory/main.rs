@@ -825,3 +825,43 @@ async fn a_saga_of_retriable_steps_only_cannot_be_cancelled() {
     ));
     run.abort();
 }
+
+#[tokio::test(start_paused = true)]
+async fn periodic_recovery_finishes_an_abandoned_saga() {
+    let store = MemoryStore::new();
+    let j = Journal::new();
+    j.set("process-payment", Phase::Forward, Behaviour::Hang);
+    let first = Orchestrator::builder(store.clone())
+        .lease(Duration::from_secs(3))
+        .register(j.order_saga().build().unwrap())
+        .build()
+        .unwrap();
+    let id = first.start("order-creation", &ORDER).await.unwrap();
+    let run = first.spawn(id);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    run.abort();
+    let _ = run.await;
+    j.set("process-payment", Phase::Forward, Behaviour::Ok);
+    let second = Orchestrator::builder(store)
+        .register(j.order_saga().build().unwrap())
+        .build()
+        .unwrap();
+    let recovery = second.spawn_recovery(Duration::from_secs(2));
+    let mut status = SagaStatus::Running;
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        status = second.instance(id).await.unwrap().unwrap().instance.status;
+        if status.is_terminal() {
+            break;
+        }
+    }
+    recovery.abort();
+    assert_eq!(status, SagaStatus::Completed);
+    assert_eq!(
+        j.calls()
+            .iter()
+            .filter(|c| c.step == "process-payment")
+            .count(),
+        2
+    );
+}

@@ -6,7 +6,8 @@
 //! ```
 //!
 //! `run` starts N order sagas (create order → reserve inventory → process payment (pivot) →
-//! send notification) and drives them. Every store commit and every participant call passes
+//! send notification; variants 3 and 4 reserve inventory and credit in a parallel group) and
+//! drives them. Every store commit and every participant call passes
 //! numbered kill points (before/after each commit, on entering a participant and after its
 //! effect). At point K the process prints `KILL K <label>` and freezes (one thread, blocked)
 //! until the test kills it with SIGKILL. Otherwise it prints `DONE points=P`.
@@ -176,7 +177,9 @@ impl Effects {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct CrashOrder {
     n: u64,
-    /// 0: succeeds; 1: payment declined (compensates); 2: notification fails once.
+    /// 0: succeeds; 1: payment declined (compensates); 2: notification fails once; 3 and 4:
+    /// the saga with a parallel group (reserve inventory and credit), succeeding, and with
+    /// the credit refused (compensates; the sibling is cancelled or compensated).
     variant: u8,
 }
 
@@ -225,7 +228,9 @@ impl Participant {
             )
             .await;
         let data = cx.data();
-        let result = if cx.step() == "process-payment" && data.variant == 1 {
+        let result = if (cx.step() == "process-payment" && data.variant == 1)
+            || (cx.step() == "reserve-credit" && data.variant == 4)
+        {
             Err(StepError::terminal("card declined"))
         } else if cx.step() == "send-notification" && data.variant == 2 && cx.attempt() == 1 {
             Err(StepError::retryable("smtp busy"))
@@ -257,7 +262,7 @@ impl Participant {
     }
 }
 
-fn saga(p: &Participant) -> Saga<CrashOrder> {
+fn saga(p: &Participant, parallel: bool) -> Saga<CrashOrder> {
     let retry = RetryPolicy::builder()
         .initial_backoff(Duration::from_millis(10))
         .max_backoff(Duration::from_millis(50))
@@ -277,9 +282,22 @@ fn saga(p: &Participant) -> Saga<CrashOrder> {
             async move { p.call(&cx).await }
         }
     };
-    Saga::builder("crash-order")
-        .step(Step::compensatable("create-order", action(p), undo(p)).retry(retry.clone()))
-        .step(Step::compensatable("reserve-inventory", action(p), undo(p)).retry(retry.clone()))
+    let builder = Saga::builder(if parallel {
+        "crash-parallel"
+    } else {
+        "crash-order"
+    })
+    .step(Step::compensatable("create-order", action(p), undo(p)).retry(retry.clone()));
+    let builder = if parallel {
+        builder.parallel([
+            Step::compensatable("reserve-inventory", action(p), undo(p)).retry(retry.clone()),
+            Step::compensatable("reserve-credit", action(p), undo(p)).retry(retry.clone()),
+        ])
+    } else {
+        builder
+            .step(Step::compensatable("reserve-inventory", action(p), undo(p)).retry(retry.clone()))
+    };
+    builder
         .step(Step::pivot("process-payment", action(p)).retry(retry.clone()))
         .step(Step::retriable("send-notification", action(p)).retry(retry.clone()))
         .compensation_retry(retry)
@@ -360,7 +378,8 @@ async fn drive<S: SagaStore + Clone>(store: S, effects: Effects, a: Args) {
         .owner_id(owner)
         .lease(Duration::from_millis(a.lease_ms))
         .heartbeat(Duration::from_millis(a.lease_ms / 5))
-        .register(saga(&p))
+        .register(saga(&p, false))
+        .register(saga(&p, true))
         .build()
         .unwrap();
     match a.mode.as_str() {
@@ -369,8 +388,13 @@ async fn drive<S: SagaStore + Clone>(store: S, effects: Effects, a: Args) {
             for i in 0..a.sagas {
                 let n = a.first + i;
                 let variant = a.variant.unwrap_or((n % 3) as u8);
+                let saga_type = if variant >= 3 {
+                    "crash-parallel"
+                } else {
+                    "crash-order"
+                };
                 ids.push(
-                    orch.start("crash-order", &CrashOrder { n, variant })
+                    orch.start(saga_type, &CrashOrder { n, variant })
                         .await
                         .unwrap(),
                 );

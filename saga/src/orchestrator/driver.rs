@@ -1,6 +1,7 @@
 //! Drives one leased instance: forward stages, backward recovery, stuck handling, admin ops.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -366,7 +367,14 @@ impl<S: SagaStore> Driver<S> {
         let timeout = step.timeout;
         let polled = Arc::new(AtomicBool::new(false));
         self.polled.insert(step.name.clone(), polled.clone());
-        Ok(Box::pin(
+        let on_panic = Ev::Call {
+            attempt,
+            result: Err(StepError::unknown("the participant call panicked")),
+            latency: Duration::ZERO,
+        };
+        Ok(spawn_stage(
+            index,
+            on_panic,
             async move {
                 polled.store(true, Ordering::Release);
                 tracing::debug!("calling participant");
@@ -406,7 +414,8 @@ impl<S: SagaStore> Driver<S> {
         let replies = self.replies.clone();
         let id = self.id();
         let step = step.to_owned();
-        Box::pin(async move {
+        let on_panic = Ev::Reply(Err(StepError::unknown("waiting for the reply panicked")));
+        spawn_stage(index, on_panic, async move {
             loop {
                 match inner.store.reply(id, &step).await {
                     Ok(Some(StepReply::Ok(v))) => return (index, Ev::Reply(Ok(v))),
@@ -859,6 +868,33 @@ impl<S: SagaStore> Driver<S> {
         }
         let reason = self.snap.instance.reason.clone();
         self.commit(next, reason, Some(record)).await
+    }
+}
+
+/// Runs a stage future in its own task, so that it keeps making progress (and releases any
+/// store connection it holds) while the driver awaits a commit; dropping the returned future
+/// aborts the task (cancelling a sibling in a failed parallel group).
+fn spawn_stage<F>(index: usize, on_panic: Ev, fut: F) -> BoxFuture<(usize, Ev)>
+where
+    F: Future<Output = (usize, Ev)> + Send + 'static,
+{
+    let mut task = AbortOnDrop(tokio::spawn(fut));
+    Box::pin(async move {
+        match (&mut task.0).await {
+            Ok(done) => done,
+            Err(e) => {
+                tracing::warn!(error = %e, "a saga step task failed");
+                (index, on_panic)
+            }
+        }
+    })
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<(usize, Ev)>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

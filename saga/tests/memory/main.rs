@@ -865,3 +865,34 @@ async fn periodic_recovery_finishes_an_abandoned_saga() {
         2
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_panicking_participant_is_an_unknown_outcome_not_a_dead_driver() {
+    let j = Journal::new();
+    let saga = Saga::builder("panics")
+        .step(j.compensatable("create-order"))
+        .step(Step::compensatable(
+            "explodes",
+            |_cx: StepContext<Order>| async move {
+                if true {
+                    panic!("participant bug");
+                }
+                Ok::<_, StepError>(())
+            },
+            |_cx| async { Ok(()) },
+        ))
+        .step(j.pivot("process-payment"))
+        .build()
+        .unwrap();
+    let orch = orchestrator(saga);
+    let (id, status) = orch.execute("panics", &ORDER).await.unwrap();
+    assert_eq!(status, SagaStatus::Compensated);
+    let d = orch.instance(id).await.unwrap().unwrap();
+    let r = d
+        .records
+        .iter()
+        .find(|r| r.step == "explodes" && r.phase == Phase::Forward)
+        .unwrap();
+    assert_eq!((r.state, r.attempt), (StepState::Unknown, 3));
+    assert_eq!(j.done(Phase::Compensate), strs(&["create-order"]));
+}

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -44,6 +44,10 @@ fn pivot_done(plan: &Plan, snap: &Snapshot) -> bool {
     })
 }
 
+const NOT_STARTED: u8 = 0;
+const STARTED: u8 = 1;
+const CANCELLED: u8 = 2;
+
 enum Ev {
     Call {
         attempt: u32,
@@ -69,9 +73,10 @@ pub(crate) struct Driver<S> {
     pub(crate) snap: Snapshot,
     pub(crate) cancel: watch::Receiver<bool>,
     pub(crate) replies: Arc<Notify>,
-    /// Calls of the current stage, by step: whether the call future was ever polled (a call
-    /// cancelled before its first poll never reached the participant).
-    pub(crate) polled: std::collections::HashMap<Arc<str>, Arc<AtomicBool>>,
+    /// Calls of the current stage, by step: [`NOT_STARTED`], [`STARTED`] (the participant may
+    /// have been reached) or [`CANCELLED`] (claimed by an abort before it started, so it never
+    /// will be). The task and the abort race for it with a compare-and-swap.
+    pub(crate) polled: std::collections::HashMap<Arc<str>, Arc<AtomicU8>>,
 }
 
 fn lease_lost(e: StoreError, id: SagaId) -> SagaError {
@@ -323,10 +328,15 @@ impl<S: SagaStore> Driver<S> {
                 StepState::Started | StepState::Awaiting | StepState::Retrying
             ) {
                 let never_called = record.state == StepState::Started
-                    && self
-                        .polled
-                        .get(&step.name)
-                        .is_some_and(|p| !p.load(Ordering::Acquire));
+                    && self.polled.get(&step.name).is_some_and(|p| {
+                        p.compare_exchange(
+                            NOT_STARTED,
+                            CANCELLED,
+                            Ordering::AcqRel,
+                            Ordering::Acquire,
+                        )
+                        .is_ok()
+                    });
                 let mut record = record.clone();
                 if never_called && record.attempt <= 1 {
                     record.state = StepState::Failed;
@@ -365,7 +375,7 @@ impl<S: SagaStore> Driver<S> {
         let span = self.step_span(&step.name, Phase::Forward, attempt);
         let call = (step.action)(self.raw(step, Phase::Forward, attempt));
         let timeout = step.timeout;
-        let polled = Arc::new(AtomicBool::new(false));
+        let polled = Arc::new(AtomicU8::new(NOT_STARTED));
         self.polled.insert(step.name.clone(), polled.clone());
         let on_panic = Ev::Call {
             attempt,
@@ -376,7 +386,20 @@ impl<S: SagaStore> Driver<S> {
             index,
             on_panic,
             async move {
-                polled.store(true, Ordering::Release);
+                if polled
+                    .compare_exchange(NOT_STARTED, STARTED, Ordering::AcqRel, Ordering::Acquire)
+                    .is_err()
+                {
+                    // Claimed by an abort first: the participant is never called.
+                    return (
+                        index,
+                        Ev::Call {
+                            attempt,
+                            result: Err(StepError::terminal("cancelled before the call")),
+                            latency: Duration::ZERO,
+                        },
+                    );
+                }
                 tracing::debug!("calling participant");
                 let began = Instant::now();
                 let result = match tokio::time::timeout(timeout, call).await {

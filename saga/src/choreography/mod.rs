@@ -10,6 +10,9 @@
 //! inbox first and skips a duplicate; [`ProcessManager::expired`] lists instances that
 //! waited past their timeout.
 //!
+//! With the `postgres` feature too, `PgProcessManager` keeps the instances in PostgreSQL and
+//! updates them in the caller's transaction together with the inbox record.
+//!
 //! **Publishing**: [`Transition`] returns the events to publish instead of publishing them,
 //! so the caller can hand them to the transactional outbox of `sinew-messaging` in the same
 //! database transaction as its local state (the outbox is being added to `sinew-messaging`;
@@ -46,7 +49,12 @@
 //! ```
 
 mod envelope;
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+mod postgres;
 mod process;
 
 pub use self::envelope::{SAGA_ID, SagaEnvelope};
+#[cfg(feature = "postgres")]
+pub use self::postgres::PgProcessManager;
 pub use self::process::{Handled, ProcessError, ProcessManager, Transition};

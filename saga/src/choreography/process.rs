@@ -15,6 +15,14 @@ pub enum ProcessError {
     /// The inbox failed; the event was not handled (let the broker redeliver it).
     #[error("process manager inbox failed")]
     Inbox(#[from] InboxError),
+    /// The process table failed (`PgProcessManager`).
+    #[cfg(feature = "postgres")]
+    #[error("process manager database error")]
+    Database(#[from] sqlx::Error),
+    /// A stored state could not be (de)serialised (`PgProcessManager`).
+    #[cfg(feature = "postgres")]
+    #[error("process state could not be serialised or deserialised")]
+    Serde(#[from] serde_json::Error),
 }
 
 /// What a handler decided for one event.
@@ -51,6 +59,11 @@ impl<St> Transition<St> {
             complete: false,
             publish: Vec::new(),
         }
+    }
+
+    #[cfg(feature = "postgres")]
+    pub(crate) fn into_parts(self) -> (Option<St>, bool, Vec<Message>) {
+        (self.state, self.complete, self.publish)
     }
 
     /// Messages to publish as a result (returned in [`Handled::Applied`]; hand them to the

@@ -87,3 +87,103 @@ async fn the_process_manager_deduplicates_keys_by_correlation_and_times_out() {
     assert!(pm.expired().is_empty(), "reported once");
     assert_eq!(pm.state("o-1"), Some(Flow::Paid));
 }
+
+#[cfg(feature = "postgres")]
+#[path = "../support/pg.rs"]
+mod pg;
+
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn the_postgres_process_manager_commits_state_and_inbox_together() {
+    use serde::{Deserialize, Serialize};
+    use sinew_messaging::inbox::postgres::PgInbox;
+    use sinew_saga::choreography::PgProcessManager;
+
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    enum Step {
+        Reserved,
+        Paid,
+    }
+
+    let (pool, schema) = match pg::schema_pool("saga_pm").await {
+        Ok(v) => v,
+        Err(reason) => {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "CI=true and {reason}"
+            );
+            return;
+        }
+    };
+    let pm = PgProcessManager::<Step>::new("orders", PgInbox::new(pool.clone()))
+        .timeout(Duration::from_millis(1));
+    pm.migrate(&pool).await.unwrap();
+    pm.migrate(&pool).await.unwrap();
+
+    let reserved = Event::new("stock.reserved", "o-1", ());
+    // Handled, then rolled back: neither the inbox record nor the state survive.
+    let mut tx = pool.begin().await.unwrap();
+    pm.handle_in(&mut tx, &reserved, "o-1", |_, _| {
+        Transition::next(Step::Reserved)
+    })
+    .await
+    .unwrap();
+    tx.rollback().await.unwrap();
+    assert_eq!(pm.state(&pool, "o-1").await.unwrap(), None);
+    // The redelivery is handled, committed.
+    let mut tx = pool.begin().await.unwrap();
+    let h = pm
+        .handle_in(&mut tx, &reserved, "o-1", |s, _| {
+            assert_eq!(s, None);
+            Transition::next(Step::Reserved)
+        })
+        .await
+        .unwrap();
+    assert_eq!(h.state(), Some(&Step::Reserved));
+    tx.commit().await.unwrap();
+    // A second redelivery is a duplicate.
+    let mut tx = pool.begin().await.unwrap();
+    let h = pm
+        .handle_in(&mut tx, &reserved, "o-1", |_, _| {
+            panic!("duplicate handled")
+        })
+        .await
+        .unwrap();
+    assert!(h.is_duplicate());
+    tx.commit().await.unwrap();
+    // o-2 stalls; o-1 completes.
+    let mut tx = pool.begin().await.unwrap();
+    pm.handle_in(
+        &mut tx,
+        &Event::new("stock.reserved", "o-2", ()),
+        "o-2",
+        |_, _| Transition::next(Step::Reserved),
+    )
+    .await
+    .unwrap();
+    let h = pm
+        .handle_in(
+            &mut tx,
+            &Event::new("payment.completed", "o-1", ()),
+            "o-1",
+            |s, _| {
+                assert_eq!(s, Some(Step::Reserved));
+                Transition::complete(Step::Paid)
+            },
+        )
+        .await
+        .unwrap();
+    let Handled::Applied { complete, .. } = h else {
+        panic!("applied")
+    };
+    assert!(complete);
+    tx.commit().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(
+        pm.expired(&pool).await.unwrap(),
+        vec![("o-2".to_owned(), Step::Reserved)]
+    );
+    assert!(pm.expired(&pool).await.unwrap().is_empty());
+    assert_eq!(pm.state(&pool, "o-1").await.unwrap(), Some(Step::Paid));
+    pg::drop_schema(pool, &schema).await;
+}

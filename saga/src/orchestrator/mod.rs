@@ -365,6 +365,8 @@ impl<S: SagaStore> Orchestrator<S> {
     /// [`Pending`](crate::Pending)). Works from any process sharing the store; a result for a
     /// step that is not awaiting yet is kept until it is.
     ///
+    /// A duplicate reply for a step that already succeeded is accepted and ignored.
+    ///
     /// # Errors
     ///
     /// [`SagaError::UnknownStep`] when the instance has no open forward record for `step`;
@@ -380,6 +382,16 @@ impl<S: SagaStore> Orchestrator<S> {
             Err(e) => StepReply::Err(e),
         };
         if !self.inner.store.deliver_reply(id, step, &reply).await? {
+            // A duplicate reply (at-least-once delivery) for a step that already has its
+            // result is fine; anything else is a reply nobody waits for.
+            let done = self.inner.store.load(id).await?.is_some_and(|snap| {
+                snap.record(step, crate::id::Phase::Forward)
+                    .is_some_and(|r| r.state == crate::store::StepState::Succeeded)
+            });
+            if done {
+                tracing::debug!(saga.id = %id, saga.step = step, "duplicate reply ignored");
+                return Ok(());
+            }
             return Err(SagaError::UnknownStep {
                 id,
                 step: step.to_owned(),

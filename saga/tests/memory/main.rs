@@ -545,6 +545,10 @@ async fn an_asynchronous_participant_completes_later() {
         .unwrap();
     assert_eq!(found, Some((id, "reserve".to_owned())));
     assert_eq!(run.await.unwrap().unwrap(), SagaStatus::Completed);
+    // A redelivered reply is accepted and changes nothing.
+    orch.complete(id, "reserve", Ok::<_, StepError>("other"))
+        .await
+        .unwrap();
     let d = orch.instance(id).await.unwrap().unwrap();
     let r = d.records.iter().find(|r| r.step == "reserve").unwrap();
     assert_eq!(r.output, Some(serde_json::json!("reservation-9")));

@@ -240,12 +240,23 @@ impl<S: SagaStore> Driver<S> {
                             super::cancel_watch_set(&inner, id);
                         }
                     }
-                    Ok(None) => return SagaError::LeaseLost { id },
+                    Ok(None) => {
+                        // The drive may just have finished and released the lease itself.
+                        let finished = matches!(
+                            inner.store.load(id).await,
+                            Ok(Some(snap)) if !snap.instance.status.is_active()
+                        );
+                        if !finished {
+                            return SagaError::LeaseLost { id };
+                        }
+                        std::future::pending::<()>().await;
+                    }
                     Err(e) => tracing::warn!(saga.id = %id, error = %e, "saga heartbeat failed"),
                 }
             }
         };
         tokio::select! {
+            biased;
             result = self.drive_loop() => result,
             lost = heartbeat => {
                 tracing::warn!(saga.id = %id, "saga lease lost; stopped driving");

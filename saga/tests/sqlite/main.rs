@@ -54,3 +54,51 @@ async fn data_survives_reopening_the_file() {
     assert_eq!(all.len(), 1);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// Participants that use the store's own single connection, in parallel groups, across
+/// concurrent sagas: a call must never be starved while the driver awaits a commit (the bug
+/// the parallel crash variants found).
+#[tokio::test]
+async fn parallel_participants_sharing_the_single_connection_do_not_starve() {
+    use sinew_saga::{Orchestrator, Saga, SagaStatus, Step, StepContext, StepError};
+    let (store, dir) = store().await;
+    let pool = store.pool().clone();
+    let step = |name: &str| {
+        let (a, b) = (pool.clone(), pool.clone());
+        Step::compensatable(
+            name,
+            move |_cx: StepContext<support::Order>| {
+                let pool = a.clone();
+                async move {
+                    let (n,): (i64,) = sqlx::query_as("SELECT 1")
+                        .fetch_one(&pool)
+                        .await
+                        .map_err(StepError::retryable)?;
+                    tokio::task::yield_now().await;
+                    Ok::<_, StepError>(n)
+                }
+            },
+            move |_cx: StepContext<support::Order>| {
+                let pool = b.clone();
+                async move {
+                    sqlx::query("SELECT 1")
+                        .execute(&pool)
+                        .await
+                        .map_err(StepError::retryable)?;
+                    Ok(())
+                }
+            },
+        )
+    };
+    let saga = Saga::builder("par")
+        .parallel([step("a"), step("b"), step("c")])
+        .parallel([step("d"), step("e")])
+        .build()
+        .unwrap();
+    let orch = Orchestrator::builder(store).register(saga).build().unwrap();
+    let runs = (0..20).map(|_| orch.execute("par", &support::ORDER));
+    for r in futures_util::future::join_all(runs).await {
+        assert_eq!(r.unwrap().1, SagaStatus::Completed);
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -260,7 +260,8 @@ impl System {
     }
 }
 
-fn spawn_grpc(listener: TcpListener, service: UserService) -> tokio::task::JoinHandle<()> {
+/// Serves the gRPC `UserService` on `listener`.
+pub fn spawn_grpc(listener: TcpListener, service: UserService) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
         let result = tonic::transport::Server::builder()

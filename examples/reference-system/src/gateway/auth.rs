@@ -99,8 +99,7 @@ pub async fn require(State(jwt): State<Jwt>, mut request: Request, next: Next) -
     headers.remove("x-user-role");
     let token = headers
         .get(http::header::AUTHORIZATION)
-        .map(|v| v.to_str().unwrap_or("\u{0}invalid"))
-        .map(|v| v.strip_prefix("Bearer ").unwrap_or(v).trim().to_owned())
+        .map(|v| bearer(v.to_str().unwrap_or("\u{0}invalid")).to_owned())
         .unwrap_or_default();
     if token.is_empty() {
         return error_json(StatusCode::UNAUTHORIZED, "No token provided");
@@ -122,6 +121,17 @@ pub async fn require(State(jwt): State<Jwt>, mut request: Request, next: Next) -
     headers.insert("x-user-role", role);
     request.extensions_mut().insert(claims);
     next.run(request).await
+}
+
+/// The token of an `Authorization` value: what follows the `Bearer` scheme (any case), empty
+/// for a bare `Bearer`, the whole value for any other scheme (which then fails to verify).
+fn bearer(value: &str) -> &str {
+    let value = value.trim();
+    match value.split_once(' ') {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim(),
+        None if value.eq_ignore_ascii_case("bearer") => "",
+        _ => value,
+    }
 }
 
 /// The demo's credentials.

@@ -33,10 +33,7 @@ impl Server {
     /// The I/O error when the address cannot be bound.
     pub async fn start(addr: SocketAddr, router: Router) -> std::io::Result<Self> {
         let listener = TcpListener::bind(addr).await?;
-        Ok(Self::from_listener(
-            listener,
-            router.layer(HttpServerLayer::new()),
-        )?)
+        Self::from_listener(listener, router.layer(HttpServerLayer::new()))
     }
 
     /// Serves `router` as is (no extra layer) on a bound listener, with the peer address

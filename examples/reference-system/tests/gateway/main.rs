@@ -252,7 +252,7 @@ async fn the_rate_limit_answers_429_with_retry_after() {
         .unwrap()
         .parse()
         .unwrap();
-    assert!(retry_after >= 1 && retry_after <= 15 * 60, "{retry_after}");
+    assert!((1..=15 * 60).contains(&retry_after), "{retry_after}");
     for (name, _) in HEADERS {
         assert!(r.headers().contains_key(name), "{name} on a 429");
     }

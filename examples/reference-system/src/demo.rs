@@ -359,6 +359,7 @@ pub async fn run(system: &mut System) -> Result<Report, Error> {
     let dead = system
         .registry
         .instances("user")
+        .await
         .into_iter()
         .find(|i| i.id == "user-1");
     let mut served = std::collections::BTreeMap::<String, usize>::new();

@@ -11,7 +11,7 @@ use tokio::net::TcpListener;
 
 use crate::bus::{Bus, BusSubscription};
 use crate::content;
-use crate::discovery::Registry;
+use crate::discovery::Directory;
 use crate::email::EmailService;
 use crate::gateway::{self, GatewayConfig};
 use crate::http::Server;
@@ -123,7 +123,7 @@ pub struct System {
     /// The event bus.
     pub bus: Bus,
     /// Discovery.
-    pub registry: Registry,
+    pub registry: Directory,
     /// The gateway.
     pub gateway: Server,
     /// The user service's gRPC server address.
@@ -156,7 +156,7 @@ impl System {
     /// When a port cannot be bound, the database or the broker cannot be reached.
     pub async fn start(config: SystemConfig) -> Result<Self, Error> {
         let bus = Bus::connect(config.amqp_url.as_deref(), "reference-system").await?;
-        let registry = Registry::new();
+        let registry = Directory::new();
         let store = config.user_store().await?;
         let upstreams = Upstreams::new(registry.clone(), Duration::from_secs(5));
 
@@ -276,9 +276,11 @@ pub fn spawn_grpc(listener: TcpListener, service: UserService) -> tokio::task::J
 }
 
 /// Runs one service alone until SIGTERM or Ctrl-C: `gateway`, `user`, `post`, `comment`,
-/// `email`, `order`, `inventory`, `payment` or `notification`. `PORT` sets its port, and
-/// `SERVICES` (`user=http://h1:3001,http://h2:3001;post=http://h3:3002`) is the static
-/// discovery table of the services it calls.
+/// `email`, `order`, `inventory`, `payment` or `notification`. `PORT` sets its port and
+/// `INSTANCE_ID` its instance ID. With `CONSUL_HTTP_ADDR` it registers in Consul (address
+/// `SERVICE_HOST`) and finds the others there; otherwise `SERVICES`
+/// (`user=http://h1:3001,http://h2:3001;post=http://h3:3002`) is the static discovery table
+/// of the services it calls.
 ///
 /// # Errors
 ///
@@ -289,7 +291,21 @@ pub async fn serve(name: &str, config: SystemConfig) -> Result<(), Error> {
         .and_then(|p| p.parse().ok())
         .unwrap_or(0);
     let addr = SocketAddr::from(([0, 0, 0, 0], port));
-    let registry = Registry::from_spec(&std::env::var("SERVICES").unwrap_or_default());
+    let registry = match std::env::var("CONSUL_HTTP_ADDR")
+        .ok()
+        .filter(|a| !a.is_empty())
+    {
+        Some(address) => {
+            let directory = Directory::consul(&address)?;
+            for service in ["user", "post", "comment", "order"] {
+                directory.expect(service);
+            }
+            directory
+        }
+        None => Directory::from_spec(&std::env::var("SERVICES").unwrap_or_default()),
+    };
+    let instance_id =
+        std::env::var("INSTANCE_ID").unwrap_or_else(|_| format!("{name}-{}", std::process::id()));
     let bus = Bus::connect(config.amqp_url.as_deref(), name).await?;
     let upstreams = Upstreams::new(registry.clone(), Duration::from_secs(5));
     let mut subscriptions = Vec::new();
@@ -297,11 +313,14 @@ pub async fn serve(name: &str, config: SystemConfig) -> Result<(), Error> {
     let server = match name {
         "gateway" => {
             let listener = TcpListener::bind(addr).await?;
-            Server::from_listener(listener, gateway::router(registry, config.gateway.clone())?)?
+            Server::from_listener(
+                listener,
+                gateway::router(registry.clone(), config.gateway.clone())?,
+            )?
         }
         "user" => {
             let store = config.user_store().await?;
-            let instance = std::env::var("INSTANCE_ID").unwrap_or_else(|_| "user".to_owned());
+            let instance = instance_id.clone();
             let listener = TcpListener::bind(config.grpc_addr).await?;
             grpc = Some(spawn_grpc(
                 listener,
@@ -343,8 +362,18 @@ pub async fn serve(name: &str, config: SystemConfig) -> Result<(), Error> {
         other => return Err(format!("unknown service `{other}`").into()),
     };
     tracing::info!(service = name, addr = %server.addr(), "serving");
+    // With Consul, register (HTTP health check on /health) and deregister on the way out.
+    let host = std::env::var("SERVICE_HOST").unwrap_or_else(|_| "127.0.0.1".to_owned());
+    let registration = registry
+        .register_in_consul(name, &instance_id, &host, server.addr().port())
+        .await?;
     shutdown_signal().await;
     tracing::info!(service = name, "shutting down");
+    if let Some(registration) = registration
+        && let Err(error) = registration.shutdown().await
+    {
+        tracing::warn!(%error, "cannot deregister from Consul");
+    }
     for subscription in subscriptions {
         subscription.shutdown(Duration::from_secs(5)).await;
     }

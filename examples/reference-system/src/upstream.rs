@@ -10,7 +10,7 @@ use sinew_resilience::classify::Outcome;
 use sinew_tracing_kit::{correlation, propagation};
 use tracing::Instrument as _;
 
-use crate::discovery::Registry;
+use crate::discovery::Directory;
 
 /// Why an upstream call failed.
 #[derive(Debug, thiserror::Error)]
@@ -54,14 +54,14 @@ impl UpstreamResponse {
 /// A client for calls between services.
 #[derive(Debug, Clone)]
 pub struct Upstreams {
-    registry: Registry,
+    registry: Directory,
     client: reqwest::Client,
     timeout: Duration,
 }
 
 impl Upstreams {
     /// A client over `registry`, with a per-call `timeout`.
-    pub fn new(registry: Registry, timeout: Duration) -> Self {
+    pub fn new(registry: Directory, timeout: Duration) -> Self {
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_millis(500))
             .pool_idle_timeout(Duration::from_secs(5))
@@ -75,7 +75,7 @@ impl Upstreams {
     }
 
     /// The registry.
-    pub const fn registry(&self) -> &Registry {
+    pub const fn registry(&self) -> &Directory {
         &self.registry
     }
 
@@ -141,7 +141,7 @@ impl Upstreams {
             let mut tried: Vec<String> = Vec::new();
             let mut last_error = None;
             for _ in 0..2 {
-                let Some(instance) = self.registry.pick(service, &tried) else {
+                let Some((instance, _in_flight)) = self.registry.pick(service, &tried).await else {
                     break;
                 };
                 tried.push(instance.id.clone());
@@ -149,7 +149,6 @@ impl Upstreams {
                     continue;
                 };
                 tracing::Span::current().record("instance", instance.id.as_str());
-                let _in_flight = instance.start();
                 let url = format!("{}{}", instance.url, path_and_query);
                 let result = self
                     .client

@@ -25,7 +25,7 @@ use tower::ServiceBuilder;
 use tower_http::limit::RequestBodyLimitLayer;
 
 use self::auth::Jwt;
-use crate::discovery::Registry;
+use crate::discovery::Directory;
 use crate::http::error_json;
 use crate::upstream::Upstreams;
 
@@ -77,7 +77,7 @@ struct Gateway {
 /// # Errors
 ///
 /// When the rate-limit settings are invalid (zero requests or a zero window).
-pub fn router(registry: Registry, config: GatewayConfig) -> Result<Router, BoxError> {
+pub fn router(registry: Directory, config: GatewayConfig) -> Result<Router, BoxError> {
     let jwt = Jwt::new(&config.jwt_secret, config.token_ttl);
     let burst = NonZeroU32::new(config.rate_limit).ok_or("the rate limit must be at least 1")?;
     let period = config
@@ -288,8 +288,8 @@ async fn health(State(gw): State<Gateway>) -> Response {
     let registry = gw.upstreams.registry();
     let checks = registry.services().into_iter().map(|service| {
         let client = gw.health.clone();
-        let instances = registry.instances(&service);
         async move {
+            let instances = registry.instances(&service).await;
             let probes = instances.iter().map(|i| {
                 let client = client.clone();
                 let url = format!("{}/health", i.url);

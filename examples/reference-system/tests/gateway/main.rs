@@ -12,7 +12,7 @@ use axum::{Json, Router};
 use http::HeaderMap;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
-use sinew_reference_system::discovery::Registry;
+use sinew_reference_system::discovery::Directory;
 use sinew_reference_system::gateway::auth::Claims;
 use sinew_reference_system::gateway::security::HEADERS;
 use sinew_reference_system::gateway::{self, GatewayConfig};
@@ -108,7 +108,7 @@ async fn dead_url() -> String {
 
 struct Fixture {
     gateway: Server,
-    registry: Registry,
+    registry: Directory,
     calls: Arc<AtomicUsize>,
     upstreams: Vec<Server>,
     http: reqwest::Client,
@@ -117,7 +117,7 @@ struct Fixture {
 impl Fixture {
     async fn new(config: GatewayConfig) -> Self {
         let calls = Arc::new(AtomicUsize::new(0));
-        let registry = Registry::new();
+        let registry = Directory::new();
         let mut upstreams = Vec::new();
         for service in ["user", "post", "comment"] {
             let server = echo(Arc::clone(&calls)).await;
@@ -334,7 +334,7 @@ async fn a_dead_upstream_is_503_within_the_timeout() {
 #[tokio::test]
 async fn an_open_circuit_is_503_without_calling_the_upstream() {
     let f = Fixture::new(config()).await;
-    let instance = f.registry.instances("user").pop().unwrap();
+    let instance = f.registry.instances("user").await.pop().unwrap();
     instance.breaker.force_open();
     let r = f
         .get("/api/users/1", Some(&format!("Bearer {}", token())))
@@ -444,7 +444,7 @@ mod fuzz {
         ) {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
             runtime.block_on(async {
-                let registry = Registry::new();
+                let registry = Directory::new();
                 let upstream = echo(Arc::new(AtomicUsize::new(0))).await;
                 registry.register("user", "user-1", &upstream.url());
                 registry.register("post", "post-1", &dead_url().await);

@@ -21,12 +21,19 @@ pub const EXCHANGE: &str = "domain-events";
 
 /// The messaging backend.
 #[derive(Clone, Debug)]
-pub enum Bus {
-    /// The in-process broker (the embedded default).
+enum Backend {
     Memory(MemoryBroker),
-    /// RabbitMQ.
     #[cfg(feature = "rabbitmq")]
     Rabbit(sinew_messaging::rabbitmq::RabbitBroker),
+}
+
+/// The event bus: a backend and a namespace. The namespace (`BUS_NAMESPACE`, empty by
+/// default) prefixes the exchange and every queue, so that several systems (or test runs)
+/// can share one RabbitMQ.
+#[derive(Clone, Debug)]
+pub struct Bus {
+    backend: Backend,
+    namespace: String,
 }
 
 /// A running subscription on either backend.
@@ -60,42 +67,84 @@ pub enum BusError {
 }
 
 impl Bus {
-    /// The in-memory broker.
+    /// The in-memory broker, without a namespace.
     pub fn memory() -> Self {
-        Self::Memory(MemoryBroker::builder().exchange(EXCHANGE).build())
+        Self {
+            backend: Backend::Memory(MemoryBroker::builder().exchange(EXCHANGE).build()),
+            namespace: String::new(),
+        }
     }
 
-    /// RabbitMQ at `url` when given, the memory broker otherwise.
+    /// RabbitMQ at `url` when given, the memory broker otherwise; `namespace` prefixes the
+    /// exchange and the queues (characters `[A-Za-z0-9_.-]`).
     ///
     /// # Errors
     ///
     /// [`BusError`] when RabbitMQ cannot be reached or the feature is missing.
-    pub async fn connect(url: Option<&str>, app_id: &str) -> Result<Self, BusError> {
-        match url {
-            None => Ok(Self::memory()),
+    pub async fn connect(
+        url: Option<&str>,
+        app_id: &str,
+        namespace: &str,
+    ) -> Result<Self, BusError> {
+        let exchange = format!("{namespace}{EXCHANGE}");
+        let backend = match url {
+            None => Backend::Memory(MemoryBroker::builder().exchange(exchange).build()),
             #[cfg(feature = "rabbitmq")]
             Some(url) => sinew_messaging::rabbitmq::RabbitBroker::builder(url)
-                .exchange(EXCHANGE)
+                .exchange(exchange)
                 .app_id(app_id)
                 .connect()
                 .await
-                .map(Self::Rabbit)
-                .map_err(BusError::Connect),
+                .map(Backend::Rabbit)
+                .map_err(BusError::Connect)?,
             #[cfg(not(feature = "rabbitmq"))]
             Some(_) => {
-                let _ = app_id;
-                Err(BusError::NoRabbit)
+                let _ = (app_id, exchange);
+                return Err(BusError::NoRabbit);
             }
-        }
+        };
+        Ok(Self {
+            backend,
+            namespace: namespace.to_owned(),
+        })
     }
 
     /// The backend's name, as `messaging.system` on spans.
     pub const fn system(&self) -> &'static str {
-        match self {
-            Self::Memory(_) => "memory",
+        match self.backend {
+            Backend::Memory(_) => "memory",
             #[cfg(feature = "rabbitmq")]
-            Self::Rabbit(_) => "rabbitmq",
+            Backend::Rabbit(_) => "rabbitmq",
         }
+    }
+
+    /// The queue name of subscription `name` of `service`: `{namespace}{service}.{name}`.
+    pub fn queue(&self, service: &str, name: &str) -> String {
+        format!("{}{service}.{name}", self.namespace)
+    }
+
+    /// A subscription configuration with the system's retry policy (three quick attempts,
+    /// then the dead-letter queue), for queue [`queue(service, name)`](Self::queue).
+    ///
+    /// # Errors
+    ///
+    /// [`sinew_messaging::ConfigError`] when the names are invalid.
+    pub fn subscription(
+        &self,
+        service: &str,
+        name: &str,
+        routing_keys: &[&str],
+    ) -> Result<SubscriptionConfig, sinew_messaging::ConfigError> {
+        let mut builder = SubscriptionConfig::builder(format!("{}{service}", self.namespace), name)
+            .prefetch(16)
+            .in_process_retries(2)
+            .in_process_backoff(Duration::from_millis(20))
+            .delayed_retries([])
+            .max_attempts(3);
+        for key in routing_keys {
+            builder = builder.routing_key(*key);
+        }
+        builder.build()
     }
 
     /// Publishes `event` from `source` inside a producer span, with the trace context and
@@ -129,10 +178,10 @@ impl Bus {
     ///
     /// [`BusError::Publish`] when the broker refuses it.
     pub async fn publish_message(&self, message: sinew_messaging::Message) -> Result<(), BusError> {
-        let result = match self {
-            Self::Memory(b) => b.publisher().publish(message).await,
+        let result = match &self.backend {
+            Backend::Memory(b) => b.publisher().publish(message).await,
             #[cfg(feature = "rabbitmq")]
-            Self::Rabbit(b) => b.publisher().publish(message).await,
+            Backend::Rabbit(b) => b.publisher().publish(message).await,
         };
         result.map_err(BusError::Publish)
     }
@@ -143,10 +192,10 @@ impl Bus {
     ///
     /// [`SubscribeError`] when the topology cannot be declared.
     pub async fn declare(&self, config: &SubscriptionConfig) -> Result<(), SubscribeError> {
-        match self {
-            Self::Memory(b) => b.subscriber().declare(config).await,
+        match &self.backend {
+            Backend::Memory(b) => b.subscriber().declare(config).await,
             #[cfg(feature = "rabbitmq")]
-            Self::Rabbit(b) => b.subscriber().declare(config).await,
+            Backend::Rabbit(b) => b.subscriber().declare(config).await,
         }
     }
 
@@ -160,14 +209,14 @@ impl Bus {
         config: SubscriptionConfig,
         handler: H,
     ) -> Result<BusSubscription, SubscribeError> {
-        match self {
-            Self::Memory(b) => b
+        match &self.backend {
+            Backend::Memory(b) => b
                 .subscriber()
                 .subscribe(config, handler)
                 .await
                 .map(BusSubscription::Memory),
             #[cfg(feature = "rabbitmq")]
-            Self::Rabbit(b) => b
+            Backend::Rabbit(b) => b
                 .subscriber()
                 .subscribe(config, handler)
                 .await
@@ -185,10 +234,10 @@ impl Bus {
         queue: &str,
         limit: usize,
     ) -> Result<Vec<DeadLetter>, DeadLetterError> {
-        match self {
-            Self::Memory(b) => b.dead_letters().list(queue, limit).await,
+        match &self.backend {
+            Backend::Memory(b) => b.dead_letters().list(queue, limit).await,
             #[cfg(feature = "rabbitmq")]
-            Self::Rabbit(b) => b.dead_letters().list(queue, limit).await,
+            Backend::Rabbit(b) => b.dead_letters().list(queue, limit).await,
         }
     }
 
@@ -198,10 +247,10 @@ impl Bus {
     ///
     /// [`DeadLetterError`] when the queue is unknown or the broker unreachable.
     pub async fn replay(&self, queue: &str, limit: usize) -> Result<usize, DeadLetterError> {
-        match self {
-            Self::Memory(b) => b.dead_letters().replay(queue, limit).await,
+        match &self.backend {
+            Backend::Memory(b) => b.dead_letters().replay(queue, limit).await,
             #[cfg(feature = "rabbitmq")]
-            Self::Rabbit(b) => b.dead_letters().replay(queue, limit).await,
+            Backend::Rabbit(b) => b.dead_letters().replay(queue, limit).await,
         }
     }
 }
@@ -219,29 +268,6 @@ impl BusSubscription {
             }
         }
     }
-}
-
-/// A subscription configuration with the system's retry policy: a few quick attempts, then
-/// the dead-letter queue.
-///
-/// # Errors
-///
-/// [`sinew_messaging::ConfigError`] when the names are invalid.
-pub fn subscription(
-    service: &str,
-    name: &str,
-    routing_keys: &[&str],
-) -> Result<SubscriptionConfig, sinew_messaging::ConfigError> {
-    let mut builder = SubscriptionConfig::builder(service, name)
-        .prefetch(16)
-        .in_process_retries(2)
-        .in_process_backoff(Duration::from_millis(20))
-        .delayed_retries([])
-        .max_attempts(3);
-    for key in routing_keys {
-        builder = builder.routing_key(*key);
-    }
-    builder.build()
 }
 
 /// Wraps a handler so that each delivery runs inside a consumer span that is a child of the

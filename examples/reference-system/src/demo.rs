@@ -412,9 +412,12 @@ pub async fn run(system: &mut System) -> Result<Report, Error> {
     .with_message_id(uuid::Uuid::now_v7().to_string())
     .with_content_type("application/json");
     system.bus.publish_message(poison).await?;
+    let queue = system
+        .bus
+        .queue(email::SUBSCRIPTION.0, email::SUBSCRIPTION.1);
     let mut letters = Vec::new();
     for _ in 0..250 {
-        letters = system.bus.dead_letters(email::QUEUE, 10).await?;
+        letters = system.bus.dead_letters(&queue, 10).await?;
         if !letters.is_empty() {
             break;
         }
@@ -430,8 +433,7 @@ pub async fn run(system: &mut System) -> Result<Report, Error> {
         number: 7,
         title: "Send a poison event and see it land in the DLQ",
         lines: vec![format!(
-            "user.created without a name -> {}.dlq: type={} reason=\"{}\" handler={}",
-            email::QUEUE,
+            "user.created without a name -> {queue}.dlq: type={} reason=\"{}\" handler={}",
             letter.error_type().unwrap_or_default(),
             letter.error_message().unwrap_or_default(),
             letter.handler().unwrap_or_default(),
@@ -440,7 +442,7 @@ pub async fn run(system: &mut System) -> Result<Report, Error> {
 
     // 8. Fix the handler and replay.
     system.email.set_lenient(true);
-    let moved = system.bus.replay(email::QUEUE, 10).await?;
+    let moved = system.bus.replay(&queue, 10).await?;
     check(8, moved == 1, format!("replayed {moved}"))?;
     let mailbox = system.email.clone();
     let delivered = eventually(Duration::from_secs(5), || {
@@ -448,7 +450,7 @@ pub async fn run(system: &mut System) -> Result<Report, Error> {
     })
     .await;
     check(8, delivered, "the replayed event was not handled")?;
-    let left = system.bus.dead_letters(email::QUEUE, 10).await?.len();
+    let left = system.bus.dead_letters(&queue, 10).await?.len();
     check(8, left == 0, format!("{left} dead letters left"))?;
     report.steps.push(Step {
         number: 8,

@@ -15,8 +15,8 @@ use sinew_tracing_kit::correlation;
 
 use crate::bus::{Bus, BusSubscription, traced};
 
-/// The subscription's service and name: queue `email.welcome`.
-pub const QUEUE: &str = "email.welcome";
+/// The subscription's service and name: queue `{namespace}email.welcome`.
+pub const SUBSCRIPTION: (&str, &str) = ("email", "welcome");
 
 /// One sent email.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -76,7 +76,7 @@ impl EmailService {
         &self,
         bus: &Bus,
     ) -> Result<BusSubscription, Box<dyn std::error::Error + Send + Sync>> {
-        let config = crate::bus::subscription("email", "welcome", &["user.created"])?;
+        let config = bus.subscription(SUBSCRIPTION.0, SUBSCRIPTION.1, &["user.created"])?;
         let handler = Deduplicate::new(
             WelcomeHandler(self.clone()),
             Arc::new(MemoryInbox::new(100_000)),

@@ -101,7 +101,7 @@ async fn run(args: &[&str]) -> Result<(), Error> {
         }
         ["serve", name] => system::serve(name, config).await,
         ["dlq", action @ ("list" | "replay"), queue] => {
-            let bus = Bus::connect(config.amqp_url.as_deref(), "reference-system-dlq").await?;
+            let bus = Bus::connect(config.amqp_url.as_deref(), "reference-system-dlq", &config.bus_namespace).await?;
             if config.amqp_url.is_none() {
                 out("note: no AMQP_URL, so this is a fresh in-memory broker; set AMQP_URL to manage RabbitMQ's queues\n");
             }

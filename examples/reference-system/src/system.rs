@@ -44,6 +44,9 @@ pub struct SystemConfig {
     pub grpc_addr: SocketAddr,
     /// Payments over this many cents are declined.
     pub payment_limit: i64,
+    /// Prefixes the exchange and every queue (`BUS_NAMESPACE`), so several systems can share
+    /// one RabbitMQ.
+    pub bus_namespace: String,
     /// The gateway's settings.
     pub gateway: GatewayConfig,
 }
@@ -61,12 +64,14 @@ impl SystemConfig {
             gateway_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             grpc_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             payment_limit: 100_000,
+            bus_namespace: String::new(),
             gateway: GatewayConfig::default(),
         }
     }
 
     /// [`embedded`](Self::embedded), then the environment: `AMQP_URL`, `DATABASE_URL`,
-    /// `DATA_DIR`, `GATEWAY_ADDR`, `GRPC_ADDR`, `JWT_SECRET`, `RATE_LIMIT`, `PAYMENT_LIMIT`.
+    /// `DATA_DIR`, `GATEWAY_ADDR`, `GRPC_ADDR`, `JWT_SECRET`, `RATE_LIMIT`, `PAYMENT_LIMIT`,
+    /// `BUS_NAMESPACE`.
     pub fn from_env() -> Self {
         let mut config = Self::embedded();
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
@@ -89,6 +94,9 @@ impl SystemConfig {
         }
         if let Some(n) = var("PAYMENT_LIMIT").and_then(|n| n.parse().ok()) {
             config.payment_limit = n;
+        }
+        if let Some(namespace) = var("BUS_NAMESPACE") {
+            config.bus_namespace = namespace;
         }
         config
     }
@@ -155,7 +163,12 @@ impl System {
     ///
     /// When a port cannot be bound, the database or the broker cannot be reached.
     pub async fn start(config: SystemConfig) -> Result<Self, Error> {
-        let bus = Bus::connect(config.amqp_url.as_deref(), "reference-system").await?;
+        let bus = Bus::connect(
+            config.amqp_url.as_deref(),
+            "reference-system",
+            &config.bus_namespace,
+        )
+        .await?;
         let registry = Directory::new();
         let store = config.user_store().await?;
         let upstreams = Upstreams::new(registry.clone(), Duration::from_secs(5));
@@ -306,7 +319,7 @@ pub async fn serve(name: &str, config: SystemConfig) -> Result<(), Error> {
     };
     let instance_id =
         std::env::var("INSTANCE_ID").unwrap_or_else(|_| format!("{name}-{}", std::process::id()));
-    let bus = Bus::connect(config.amqp_url.as_deref(), name).await?;
+    let bus = Bus::connect(config.amqp_url.as_deref(), name, &config.bus_namespace).await?;
     let upstreams = Upstreams::new(registry.clone(), Duration::from_secs(5));
     let mut subscriptions = Vec::new();
     let mut grpc = None;

@@ -106,7 +106,7 @@ where
     F: Fn(String, OrderEvent) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<(), HandlerError>> + Send,
 {
-    let config = crate::bus::subscription(service, name, keys)?;
+    let config = bus.subscription(service, name, keys)?;
     let f = Arc::new(f);
     let handler = handler_fn(format!("{service}.{name}"), move |delivery: Delivery| {
         let f = Arc::clone(&f);

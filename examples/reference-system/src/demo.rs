@@ -317,7 +317,7 @@ pub async fn run(system: &mut System) -> Result<Report, Error> {
     )?;
     check(
         5,
-        compensated == ["reserve inventory", "create order"],
+        compensated == ["reserve-inventory", "create-order"],
         format!("compensations {compensated:?}"),
     )?;
     check(

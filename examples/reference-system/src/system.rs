@@ -192,7 +192,13 @@ impl System {
         let inventory = InventoryService::default();
         let payments = PaymentService::new(config.payment_limit);
         let notifications = NotificationService::new();
-        let orders = OrderService::new(upstreams, bus.clone());
+        let orders = OrderService::new(
+            upstreams,
+            bus.clone(),
+            config.database_url.as_deref(),
+            &config.data_dir,
+        )
+        .await?;
 
         let mut servers = BTreeMap::new();
         for (name, router) in [
@@ -353,7 +359,13 @@ pub async fn serve(name: &str, config: SystemConfig) -> Result<(), Error> {
             Server::start(addr, email.router()).await?
         }
         "order" => {
-            let orders = OrderService::new(upstreams, bus.clone());
+            let orders = OrderService::new(
+                upstreams,
+                bus.clone(),
+                config.database_url.as_deref(),
+                &config.data_dir,
+            )
+            .await?;
             subscriptions.extend(orders.subscribe(&bus).await?);
             Server::start(addr, orders.router()).await?
         }

@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, Method, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -120,12 +120,49 @@ where
     Ok(bus.subscribe(config, traced(bus.system(), handler)).await?)
 }
 
+/// The orders, kept in memory (the saga log, not the orders, is what survives a restart).
+#[derive(Debug, Clone, Default)]
+pub struct OrderStore {
+    orders: Arc<RwLock<BTreeMap<String, Order>>>,
+}
+
+impl OrderStore {
+    /// Order `id`.
+    pub fn get(&self, id: &str) -> Option<Order> {
+        self.orders
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(id)
+            .cloned()
+    }
+
+    /// Changes order `id`; `None` when there is none.
+    pub fn update(&self, id: &str, f: impl FnOnce(&mut Order)) -> Option<Order> {
+        let mut orders = self
+            .orders
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let order = orders.get_mut(id)?;
+        f(order);
+        Some(order.clone())
+    }
+
+    /// Adds (or replaces) an order.
+    pub fn insert(&self, order: Order) {
+        self.orders
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(order.id.clone(), order);
+    }
+}
+
 /// The order service.
 #[derive(Debug, Clone)]
 pub struct OrderService {
-    orders: Arc<RwLock<BTreeMap<String, Order>>>,
-    upstreams: Upstreams,
+    orders: OrderStore,
+    saga: Arc<saga::Orchestrators>,
     bus: Bus,
+    _recovery: Arc<saga::AbortOnDrop>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -141,39 +178,42 @@ struct NewOrder {
 }
 
 impl OrderService {
-    /// The service, calling the others through `upstreams` and publishing on `bus`.
-    pub fn new(upstreams: Upstreams, bus: Bus) -> Self {
-        Self {
-            orders: Arc::default(),
-            upstreams,
+    /// The service: the orchestrated saga's log in PostgreSQL (`database_url`) or SQLite in
+    /// `data_dir`, calls to the other services through `upstreams`, events on `bus`. Sagas a
+    /// previous process left half-done are recovered in the background.
+    ///
+    /// # Errors
+    ///
+    /// When the saga store cannot be opened.
+    pub async fn new(
+        upstreams: Upstreams,
+        bus: Bus,
+        database_url: Option<&str>,
+        data_dir: &std::path::Path,
+    ) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        let orders = OrderStore::default();
+        let definition = saga::definition(orders.clone(), upstreams)?;
+        let saga = saga::Orchestrators::open(database_url, data_dir, definition).await?;
+        let recovery = saga.spawn_recovery(std::time::Duration::from_secs(1));
+        Ok(Self {
+            orders,
+            saga: Arc::new(saga),
             bus,
-        }
+            _recovery: Arc::new(recovery),
+        })
     }
 
     /// Order `id`.
     pub fn get(&self, id: &str) -> Option<Order> {
-        self.orders
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(id)
-            .cloned()
+        self.orders.get(id)
     }
 
     fn update(&self, id: &str, f: impl FnOnce(&mut Order)) -> Option<Order> {
-        let mut orders = self
-            .orders
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let order = orders.get_mut(id)?;
-        f(order);
-        Some(order.clone())
+        self.orders.update(id, f)
     }
 
     fn insert(&self, order: Order) {
-        self.orders
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(order.id.clone(), order);
+        self.orders.insert(order);
     }
 
     /// `POST /orders`, `GET /orders/{id}`, `GET /health`.
@@ -181,6 +221,7 @@ impl OrderService {
         Router::new()
             .route("/orders", post(create))
             .route("/orders/{id}", get(get_one))
+            .route("/sagas/{id}", get(get_saga))
             .route(
                 "/health",
                 get(|| async { Json(serde_json::json!({ "status": "ok", "service": "order" })) }),
@@ -283,150 +324,35 @@ impl OrderService {
     }
 
     /// Runs the orchestrated saga for a new order.
-    pub async fn orchestrate(&self, order: Order, fail_payment: bool) -> (Order, saga::SagaReport) {
-        use saga::Step;
-        let id = order.id.clone();
-        let reservation: Arc<RwLock<Option<String>>> = Arc::default();
-        let payment: Arc<RwLock<Option<String>>> = Arc::default();
-
-        let create = {
-            let (svc, order) = (self.clone(), order.clone());
-            let (svc2, id2) = (self.clone(), id.clone());
-            Step::new("create order", move || {
-                let (svc, order) = (svc.clone(), order.clone());
-                async move {
-                    svc.insert(order);
-                    Ok(())
-                }
-            })
-            .compensate(move || {
-                let (svc, id) = (svc2.clone(), id2.clone());
-                async move {
-                    svc.update(&id, |o| {
-                        "cancelled".clone_into(&mut o.status);
-                        o.cancellation_reason = Some("saga_compensated".to_owned());
-                    });
-                    Ok(())
-                }
-            })
+    ///
+    /// # Errors
+    ///
+    /// When the saga store fails.
+    pub async fn orchestrate(
+        &self,
+        order: Order,
+        fail_payment: bool,
+    ) -> Result<(Order, saga::SagaReport), sinew_saga::SagaError> {
+        let data = saga::OrderSaga {
+            order: order.clone(),
+            fail_payment,
         };
-        let reserve = {
-            let (up, order, slot) = (
-                self.upstreams.clone(),
-                order.clone(),
-                Arc::clone(&reservation),
-            );
-            let (up2, slot2) = (self.upstreams.clone(), Arc::clone(&reservation));
-            Step::new("reserve inventory", move || {
-                let (up, order, slot) = (up.clone(), order.clone(), Arc::clone(&slot));
-                async move {
-                    let body = serde_json::json!({ "orderId": order.id, "items": order.items });
-                    let r = call(&up, "inventory", Method::POST, "/reservations", &body).await?;
-                    let id = r.get("id").and_then(|v| v.as_str()).map(str::to_owned);
-                    *slot
-                        .write()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner) = id;
-                    Ok(())
-                }
-            })
-            .compensate(move || {
-                let (up, slot) = (up2.clone(), Arc::clone(&slot2));
-                async move {
-                    let id = slot
-                        .read()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .clone();
-                    let Some(id) = id else { return Ok(()) };
-                    call(
-                        &up,
-                        "inventory",
-                        Method::POST,
-                        &format!("/reservations/{id}/release"),
-                        &serde_json::json!({}),
-                    )
-                    .await
-                    .map(drop)
-                }
-            })
-        };
-        let pay = {
-            let (up, order, slot) = (self.upstreams.clone(), order.clone(), Arc::clone(&payment));
-            let (up2, slot2) = (self.upstreams.clone(), Arc::clone(&payment));
-            Step::new("process payment", move || {
-                let (up, order, slot) = (up.clone(), order.clone(), Arc::clone(&slot));
-                async move {
-                    let body = serde_json::json!({ "orderId": order.id, "amount": order.amount, "fail": fail_payment });
-                    let r = call(&up, "payment", Method::POST, "/payments", &body).await?;
-                    let id = r.get("id").and_then(|v| v.as_str()).map(str::to_owned);
-                    *slot.write().unwrap_or_else(std::sync::PoisonError::into_inner) = id;
-                    Ok(())
-                }
-            })
-            .compensate(move || {
-                let (up, slot) = (up2.clone(), Arc::clone(&slot2));
-                async move {
-                    let id = slot.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
-                    let Some(id) = id else { return Ok(()) };
-                    call(&up, "payment", Method::POST, &format!("/payments/{id}/refund"), &serde_json::json!({}))
-                        .await
-                        .map(drop)
-                }
-            })
-        };
-        let notify = {
-            let (up, id) = (self.upstreams.clone(), id.clone());
-            Step::new("send notification", move || {
-                let (up, id) = (up.clone(), id.clone());
-                async move {
-                    let body =
-                        serde_json::json!({ "orderId": id, "message": "Your order is confirmed" });
-                    call(&up, "notification", Method::POST, "/notifications", &body)
-                        .await
-                        .map(drop)
-                }
-            })
-        };
-        let report = saga::run(&format!("order {id}"), vec![create, reserve, pay, notify]).await;
-        if report.status == saga::SagaStatus::Completed {
-            let payment_id = payment
-                .read()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .clone();
-            self.update(&id, |o| {
-                "completed".clone_into(&mut o.status);
-                o.payment_id = payment_id;
-            });
+        let (id, status) = self.saga.execute(&data).await?;
+        if status == sinew_saga::SagaStatus::Completed {
+            self.update(&order.id, |o| "completed".clone_into(&mut o.status));
         }
-        let order = self.get(&id).unwrap_or(order);
-        (order, report)
-    }
-}
-
-/// Calls another service and returns its JSON body; any non-2xx answer is an error.
-async fn call(
-    up: &Upstreams,
-    service: &str,
-    method: Method,
-    path: &str,
-    body: &serde_json::Value,
-) -> Result<serde_json::Value, String> {
-    let r = up
-        .json(service, method, path, body)
-        .await
-        .map_err(|e| e.to_string())?;
-    let json = r.json().unwrap_or(serde_json::Value::Null);
-    if r.status.is_success() {
-        Ok(json)
-    } else {
-        let reason = json
-            .get("error")
-            .and_then(|v| v.as_str())
-            .unwrap_or("failed")
-            .to_owned();
-        Err(format!(
-            "{service} answered {}: {reason}",
-            r.status.as_u16()
-        ))
+        let report = self
+            .saga
+            .report(id)
+            .await?
+            .unwrap_or_else(|| saga::SagaReport {
+                id: id.to_string(),
+                status: format!("{status:?}"),
+                completed: Vec::new(),
+                failed: None,
+                compensated: Vec::new(),
+            });
+        Ok((self.get(&order.id).unwrap_or(order), report))
     }
 }
 
@@ -469,8 +395,14 @@ async fn create(
     };
     match mode.as_str() {
         "orchestrated" => {
-            let (order, report) = svc.orchestrate(order, body.fail_payment).await;
-            let status = if report.status == saga::SagaStatus::Completed {
+            let (order, report) = match svc.orchestrate(order, body.fail_payment).await {
+                Ok(done) => done,
+                Err(error) => {
+                    tracing::error!(%error, "saga failed to run");
+                    return error_json(StatusCode::SERVICE_UNAVAILABLE, "Service unavailable");
+                }
+            };
+            let status = if report.status == "Completed" {
                 StatusCode::CREATED
             } else {
                 StatusCode::UNPROCESSABLE_ENTITY
@@ -504,6 +436,20 @@ async fn create(
             StatusCode::BAD_REQUEST,
             "mode must be orchestrated or choreographed",
         ),
+    }
+}
+
+async fn get_saga(State(svc): State<OrderService>, Path(id): Path<String>) -> Response {
+    let Ok(id) = id.parse::<sinew_saga::SagaId>() else {
+        return error_json(StatusCode::BAD_REQUEST, "invalid saga ID");
+    };
+    match svc.saga.report(id).await {
+        Ok(Some(report)) => Json(report).into_response(),
+        Ok(None) => error_json(StatusCode::NOT_FOUND, "saga not found"),
+        Err(error) => {
+            tracing::error!(%error, "cannot read the saga");
+            error_json(StatusCode::SERVICE_UNAVAILABLE, "Service unavailable")
+        }
     }
 }
 

@@ -168,6 +168,8 @@ pub struct OrderService {
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct NewOrder {
+    /// A client-chosen UUID makes the request idempotent: a retry drives the same saga.
+    order_id: Option<String>,
     customer_id: Option<String>,
     items: Vec<OrderItem>,
     amount: i64,
@@ -175,6 +177,9 @@ struct NewOrder {
     fail_payment: bool,
     #[serde(default)]
     mode: Option<String>,
+    /// Ask the payment service to take this long (at most 10 s).
+    #[serde(default)]
+    payment_delay_ms: u64,
 }
 
 impl OrderService {
@@ -332,10 +337,12 @@ impl OrderService {
         &self,
         order: Order,
         fail_payment: bool,
+        payment_delay_ms: u64,
     ) -> Result<(Order, saga::SagaReport), sinew_saga::SagaError> {
         let data = saga::OrderSaga {
             order: order.clone(),
             fail_payment,
+            payment_delay_ms,
         };
         let (id, status) = self.saga.execute(&data).await?;
         if status == sinew_saga::SagaStatus::Completed {
@@ -383,8 +390,13 @@ async fn create(
         );
     }
     let mode = body.mode.unwrap_or_else(|| "orchestrated".to_owned());
+    let id = match body.order_id.as_deref().map(uuid::Uuid::parse_str) {
+        None => uuid::Uuid::now_v7(),
+        Some(Ok(id)) => id,
+        Some(Err(_)) => return error_json(StatusCode::BAD_REQUEST, "orderId must be a UUID"),
+    };
     let order = Order {
-        id: uuid::Uuid::now_v7().to_string(),
+        id: id.to_string(),
         customer_id,
         items: body.items,
         amount: body.amount,
@@ -395,7 +407,8 @@ async fn create(
     };
     match mode.as_str() {
         "orchestrated" => {
-            let (order, report) = match svc.orchestrate(order, body.fail_payment).await {
+            let delay = body.payment_delay_ms.min(10_000);
+            let (order, report) = match svc.orchestrate(order, body.fail_payment, delay).await {
                 Ok(done) => done,
                 Err(error) => {
                     tracing::error!(%error, "saga failed to run");

@@ -43,6 +43,9 @@ struct Pay {
     amount: i64,
     #[serde(default)]
     fail: bool,
+    /// Take this long first (at most 10 s), to let a test kill the caller mid-call.
+    #[serde(default)]
+    delay_ms: u64,
 }
 
 impl PaymentService {
@@ -157,6 +160,9 @@ impl PaymentService {
 }
 
 async fn pay(State(svc): State<PaymentService>, Json(body): Json<Pay>) -> Response {
+    if body.delay_ms > 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(body.delay_ms.min(10_000))).await;
+    }
     match svc.charge(&body.order_id, body.amount, body.fail) {
         Ok(p) => (StatusCode::CREATED, Json(p)).into_response(),
         Err(reason) => error_json(StatusCode::PAYMENT_REQUIRED, &reason),

@@ -28,6 +28,9 @@ pub struct OrderSaga {
     pub order: Order,
     /// Ask the payment service to decline.
     pub fail_payment: bool,
+    /// Ask the payment service to take this long (to kill an orchestrator mid-saga).
+    #[serde(default)]
+    pub payment_delay_ms: u64,
 }
 
 /// What a saga did.
@@ -180,6 +183,7 @@ pub fn definition(
                         "orderId": d.order.id,
                         "amount": d.order.amount,
                         "fail": d.fail_payment,
+                        "delayMs": d.payment_delay_ms,
                         "idempotencyKey": cx.idempotency_key().to_string(),
                     });
                     let r = call(&up, "payment", Method::POST, "/payments", &body).await?;
@@ -240,7 +244,23 @@ impl Orchestrators {
     ///
     /// [`SagaError`] from the orchestrator.
     pub async fn execute(&self, data: &OrderSaga) -> Result<(SagaId, SagaStatus), SagaError> {
-        each!(self, o => o.execute(SAGA, data).await)
+        // The saga ID is the order ID, so a client retrying the same order finds its saga
+        // (and waits for it) instead of starting a second one.
+        let id = data
+            .order
+            .id
+            .parse::<SagaId>()
+            .unwrap_or_else(|_| SagaId::new());
+        let started = each!(self, o => o.start_with_id(id, SAGA, data).await);
+        match started {
+            Ok(()) => {}
+            Err(SagaError::Store(sinew_saga::StoreError::AlreadyExists { .. })) => {
+                tracing::info!(saga = %id, "saga exists already; driving it");
+            }
+            Err(error) => return Err(error),
+        }
+        let status = each!(self, o => o.run(id).await)?;
+        Ok((id, status))
     }
 
     /// Finishes or compensates, now and then, the sagas whose orchestrator died; the task

@@ -104,13 +104,26 @@ impl UserStore {
     ///
     /// [`StoreError::Database`] when the table cannot be created.
     pub async fn open(pool: AnyPool) -> Result<Self, StoreError> {
-        sqlx::query(
-            "CREATE TABLE IF NOT EXISTS users (id TEXT PRIMARY KEY, email TEXT NOT NULL UNIQUE, \
-             name TEXT NOT NULL, role TEXT NOT NULL, password_hash TEXT NOT NULL, created_at BIGINT NOT NULL)",
-        )
-        .execute(&pool)
-        .await?;
-        Ok(Self { pool })
+        // Replicas starting together race on `CREATE TABLE IF NOT EXISTS` (PostgreSQL can
+        // answer a unique violation on its catalog to the loser): try again.
+        let mut attempt = 0;
+        loop {
+            let created = sqlx::query(
+                "CREATE TABLE IF NOT EXISTS users (id TEXT PRIMARY KEY, email TEXT NOT NULL UNIQUE, \
+                 name TEXT NOT NULL, role TEXT NOT NULL, password_hash TEXT NOT NULL, created_at BIGINT NOT NULL)",
+            )
+            .execute(&pool)
+            .await;
+            match created {
+                Ok(_) => return Ok(Self { pool }),
+                Err(error) if attempt < 5 => {
+                    attempt += 1;
+                    tracing::debug!(%error, attempt, "creating the users table failed; retrying");
+                    tokio::time::sleep(std::time::Duration::from_millis(100 * attempt)).await;
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
     }
 
     /// Creates a user with role `user`.

@@ -34,8 +34,11 @@ pub struct SystemConfig {
     pub amqp_url: Option<String>,
     /// PostgreSQL (`DATABASE_URL`); SQLite in `data_dir` when `None`.
     pub database_url: Option<String>,
-    /// Where the SQLite file lives.
+    /// Where the SQLite files live.
     pub data_dir: PathBuf,
+    /// Remove `data_dir` on [`System::shutdown`] (set for the temporary directory of
+    /// [`embedded`](Self::embedded), cleared when `DATA_DIR` is given).
+    pub remove_data_dir: bool,
     /// How many user-service replicas to start.
     pub user_replicas: usize,
     /// The gateway's address (port 0: any free port).
@@ -60,6 +63,7 @@ impl SystemConfig {
             amqp_url: None,
             database_url: None,
             data_dir: dir,
+            remove_data_dir: true,
             user_replicas: 3,
             gateway_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             grpc_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -79,6 +83,7 @@ impl SystemConfig {
         config.database_url = var("DATABASE_URL");
         if let Some(dir) = var("DATA_DIR") {
             config.data_dir = dir.into();
+            config.remove_data_dir = false;
         }
         if let Some(addr) = var("GATEWAY_ADDR").and_then(|a| a.parse().ok()) {
             config.gateway_addr = addr;
@@ -154,6 +159,7 @@ pub struct System {
     pub gateway_config: GatewayConfig,
     subscriptions: Vec<BusSubscription>,
     grpc: tokio::task::JoinHandle<()>,
+    remove_dir: Option<PathBuf>,
 }
 
 impl System {
@@ -242,6 +248,7 @@ impl System {
             gateway_config: config.gateway,
             subscriptions,
             grpc,
+            remove_dir: config.remove_data_dir.then(|| config.data_dir.clone()),
         })
     }
 
@@ -276,6 +283,11 @@ impl System {
         }
         self.gateway.stop().await;
         self.grpc.abort();
+        if let Some(dir) = self.remove_dir
+            && let Err(error) = std::fs::remove_dir_all(&dir)
+        {
+            tracing::debug!(%error, dir = %dir.display(), "cannot remove the data directory");
+        }
     }
 }
 

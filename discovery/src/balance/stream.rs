@@ -34,7 +34,10 @@ impl<M, S> Unpin for ServiceDiscover<M, S> {}
 
 impl<M, S> ServiceDiscover<M, S> {
     /// Discovers the instances of `watch`, making services with `make`.
-    pub fn new(watch: &Watch, make: M) -> Self {
+    pub fn new(watch: &Watch, make: M) -> Self
+    where
+        M: FnMut(&Instance) -> S,
+    {
         Self {
             changes: watch.changes(),
             make,

@@ -70,6 +70,7 @@ pub struct Blocking {
 /// use std::time::Duration;
 /// use sinew_discovery::consul::{AclToken, Check, ConsulClient, ServiceRegistration};
 ///
+/// # #[allow(dead_code)]
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 /// let consul = ConsulClient::builder()
 ///     .address("http://127.0.0.1:8500")

@@ -159,6 +159,7 @@ pub(crate) fn heartbeat_for_ttl(ttl: Duration) -> Duration {
 /// use std::time::Duration;
 /// use sinew_discovery::consul::{Check, ConsulClient, RegistrationConfig, RegistrationHandle, ServiceRegistration};
 ///
+/// # #[allow(dead_code)]
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 /// let consul = ConsulClient::builder().build()?;
 /// let registration = ServiceRegistration::builder("orders")

@@ -4,6 +4,7 @@
 /// other still works.
 ///
 /// ```no_run
+/// # #[allow(dead_code)]
 /// # async fn run() {
 /// sinew_discovery::consul::shutdown_signal().await;
 /// // stop accepting requests, then RegistrationHandle::shutdown

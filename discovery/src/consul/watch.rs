@@ -139,7 +139,8 @@ impl WatchConfigBuilder {
 /// 2. an index below 1 is clamped to 1, so a buggy 0 cannot turn into a busy loop;
 /// 3. requests go through a token bucket (see [`WatchConfig`]);
 ///
-/// plus error backoff, an HTTP timeout longer than `wait + wait/16`, and de-duplication:
+/// plus error backoff (after which the first request does not block, so recovery is seen at
+/// once), an HTTP timeout longer than `wait + wait/16`, and de-duplication:
 /// a result equal to the current snapshot only refreshes its age. An empty result that
 /// Consul marks as filtered by ACLs (a revoked token) is treated as a failure, so the
 /// last-known-good list is kept.
@@ -148,6 +149,7 @@ impl WatchConfigBuilder {
 /// use sinew_discovery::consul::{ConsulClient, ConsulRegistry};
 /// use sinew_discovery::{Discovery, P2c};
 ///
+/// # #[allow(dead_code)]
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 /// let registry = ConsulRegistry::new(ConsulClient::builder().build()?);
 /// let discovery = Discovery::new(registry);
@@ -372,6 +374,9 @@ async fn poll(inner: &Inner, query: &Query, feed: &Feed) {
                 tracing::warn!(service = query.service(), %error, failures, retry_in = ?delay, "consul watch failed; serving the last-known-good list");
                 feed.fail(SourceError::new(error));
                 tokio::time::sleep(delay).await;
+                // The next request must not block: it re-validates the list at once, so the
+                // watch stops reporting stale as soon as Consul answers again.
+                index = 0;
             }
         }
     }

@@ -11,6 +11,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::hash::{BuildHasher, Hasher};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
@@ -53,7 +54,8 @@ struct Inner {
     registry: Box<dyn Registry>,
     initial_load_timeout: Duration,
     max_staleness: Option<Duration>,
-    by_name: RwLock<HashMap<Arc<str>, Watch>>,
+    by_name: RwLock<HashMap<Arc<str>, Watch, BuildFnv>>,
+    by_query: RwLock<HashMap<Query, Watch>>,
 }
 
 impl Discovery {
@@ -81,7 +83,8 @@ impl Discovery {
                 registry,
                 initial_load_timeout,
                 max_staleness,
-                by_name: RwLock::new(HashMap::new()),
+                by_name: RwLock::new(HashMap::default()),
+                by_query: RwLock::new(HashMap::new()),
             }),
         }
     }
@@ -98,6 +101,23 @@ impl Discovery {
         {
             return watch.clone();
         }
+        self.start_watch(service)
+    }
+
+    /// The hot path: the servable snapshot of an already watched service, without cloning the
+    /// watch. `None` when the service is not watched yet or has no snapshot.
+    fn cached(&self, service: &str) -> Option<Result<Arc<Snapshot>, DiscoveryError>> {
+        let table = self
+            .inner
+            .by_name
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        table
+            .get(service)?
+            .fresh_if_loaded(self.inner.max_staleness)
+    }
+
+    fn start_watch(&self, service: &str) -> Watch {
         let mut table = self
             .inner
             .by_name
@@ -109,15 +129,35 @@ impl Discovery {
             .clone()
     }
 
-    /// The watch of a query with filters. The registry shares it with every equal query.
-    /// Keep the returned watch: the registry stops watching once every watch is dropped.
+    /// The watch of a query with filters, started on first use and kept for the life of this
+    /// `Discovery` (so repeated reads do not restart it).
     pub fn watch_query(&self, query: &Query) -> Watch {
-        self.inner.registry.watch(query)
+        if let Some(watch) = self
+            .inner
+            .by_query
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(query)
+        {
+            return watch.clone();
+        }
+        let mut table = self
+            .inner
+            .by_query
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        table
+            .entry(query.clone())
+            .or_insert_with(|| self.inner.registry.watch(query))
+            .clone()
     }
 
     /// The healthy instances of `service`, from memory. The first call waits for the
     /// first result, up to the initial load timeout.
     pub async fn discover(&self, service: &str) -> Result<Arc<Snapshot>, DiscoveryError> {
+        if let Some(result) = self.cached(service) {
+            return result;
+        }
         self.watch(service)
             .loaded(self.inner.initial_load_timeout, self.inner.max_staleness)
             .await
@@ -159,7 +199,10 @@ impl Discovery {
         service: &str,
         picker: &(impl Picker + ?Sized),
     ) -> Result<Picked, DiscoveryError> {
-        let snapshot = self.watch(service).fresh(self.inner.max_staleness)?;
+        let snapshot = match self.cached(service) {
+            Some(result) => result?,
+            None => self.watch(service).fresh(self.inner.max_staleness)?,
+        };
         choose(snapshot, picker, None)
     }
 
@@ -180,7 +223,7 @@ fn choose(
     key: Option<&[u8]>,
 ) -> Result<Picked, DiscoveryError> {
     match picker.pick(snapshot.instances(), key) {
-        Some(index) => Picked::new(snapshot.clone(), index).ok_or_else(|| no_instances(&snapshot)),
+        Some(index) => Picked::new(snapshot, index).map_err(|snapshot| no_instances(&snapshot)),
         None => Err(no_instances(&snapshot)),
     }
 }
@@ -197,6 +240,34 @@ impl fmt::Debug for Discovery {
             .field("initial_load_timeout", &self.inner.initial_load_timeout)
             .field("max_staleness", &self.inner.max_staleness)
             .finish_non_exhaustive()
+    }
+}
+
+/// FNV-1a for the service-name table: service names are short, and SipHash's DoS resistance buys
+/// nothing for keys the application chooses. About half the cost of the default hasher here.
+#[derive(Clone, Copy, Default)]
+struct BuildFnv;
+
+struct Fnv(u64);
+
+impl BuildHasher for BuildFnv {
+    type Hasher = Fnv;
+
+    fn build_hasher(&self) -> Fnv {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 ^= u64::from(b);
+            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01B3);
+        }
     }
 }
 

@@ -1,4 +1,4 @@
-//! Pickers: choose one instance of a [`Snapshot`](crate::registry::Snapshot) per request.
+//! Pickers: choose one instance of a [`Snapshot`] per request.
 //!
 //! | picker | chooses | state |
 //! |---|---|---|
@@ -83,9 +83,13 @@ pub struct Picked {
 }
 
 impl Picked {
-    /// `None` when `index` is out of range.
-    pub(crate) fn new(snapshot: Arc<Snapshot>, index: usize) -> Option<Self> {
-        (index < snapshot.len()).then_some(Self { snapshot, index })
+    /// Gives the snapshot back when `index` is out of range (a faulty picker).
+    pub(crate) fn new(snapshot: Arc<Snapshot>, index: usize) -> Result<Self, Arc<Snapshot>> {
+        if index < snapshot.len() {
+            Ok(Self { snapshot, index })
+        } else {
+            Err(snapshot)
+        }
     }
 
     /// The chosen instance.

@@ -205,6 +205,14 @@ impl Watch {
             .unwrap_or_else(|| Err(self.not_loaded(&state, Duration::ZERO)))
     }
 
+    /// Like [`fresh`](Self::fresh), but `None` when no snapshot has arrived yet.
+    pub(crate) fn fresh_if_loaded(
+        &self,
+        max_staleness: Option<Duration>,
+    ) -> Option<Result<Arc<Snapshot>, DiscoveryError>> {
+        self.check(&self.rx.borrow(), max_staleness)
+    }
+
     fn check(
         &self,
         state: &State,

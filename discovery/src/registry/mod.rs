@@ -9,7 +9,7 @@
 //! # Writing a backend
 //!
 //! ```
-//! use std::sync::{Arc, Mutex};
+//! use std::sync::Mutex;
 //! use std::collections::HashMap;
 //! use sinew_discovery::registry::{Feed, Query, Registry, Watch};
 //! use sinew_discovery::Instance;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 /// Two equal queries share one background watch. Every backend honours `tags` (an instance must
 /// carry all of them) and `datacenter`; `filter` is a backend-specific expression (Consul's
 /// [filtering language](https://developer.hashicorp.com/consul/api-docs/features/filtering))
-/// that backends without an expression language report as an error through the [`Watch`].
+/// that backends without an expression language report as an error through the [`Watch`](super::Watch).
 ///
 /// ```
 /// use sinew_discovery::registry::Query;

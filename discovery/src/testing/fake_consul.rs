@@ -95,6 +95,8 @@ struct FakeState {
 }
 
 struct Shared {
+    /// Set when the fake is dropped: connections the client still holds get no answer.
+    stopped: std::sync::atomic::AtomicBool,
     state: Mutex<FakeState>,
     changed: watch::Sender<u64>,
 }
@@ -151,6 +153,11 @@ pub struct FakeConsul {
 
 impl Drop for FakeConsul {
     fn drop(&mut self) {
+        // Kept-alive connections outlive the accept loop: they go silent, like a dead agent.
+        self.shared
+            .stopped
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.shared.changed.send_modify(|_| {});
         self.server.abort();
     }
 }
@@ -170,10 +177,21 @@ impl FakeConsul {
     ///
     /// The port could not be bound.
     pub async fn start() -> io::Result<Self> {
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
+        Self::start_on(SocketAddr::from(([127, 0, 0, 1], 0))).await
+    }
+
+    /// Starts the fake on `addr`: with the address of a dropped fake, this simulates an agent
+    /// coming back after being unreachable (with no registrations).
+    ///
+    /// # Errors
+    ///
+    /// The address could not be bound.
+    pub async fn start_on(addr: SocketAddr) -> io::Result<Self> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let (changed, _) = watch::channel(1);
         let shared = Arc::new(Shared {
+            stopped: std::sync::atomic::AtomicBool::new(false),
             state: Mutex::new(FakeState {
                 services: BTreeMap::new(),
                 checks: BTreeMap::new(),
@@ -197,6 +215,11 @@ impl FakeConsul {
             addr,
             server,
         })
+    }
+
+    /// The socket address it listens on.
+    pub fn socket_addr(&self) -> SocketAddr {
+        self.addr
     }
 
     /// `http://127.0.0.1:<port>`.
@@ -392,6 +415,9 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    if shared.stopped.load(std::sync::atomic::Ordering::SeqCst) {
+        return std::future::pending().await;
+    }
     let query = parse_query(&uri);
     let path = uri.path().to_owned();
     let token = headers
@@ -750,6 +776,9 @@ async fn health(shared: &Arc<Shared>, name: &str, query: &[(String, String)]) ->
             let early = state.faults.index_zero || state.faults.acl_revoked;
             (index, next_expiry, early)
         };
+        if shared.stopped.load(std::sync::atomic::Ordering::SeqCst) {
+            return std::future::pending().await;
+        }
         if early || min_index == 0 || index > min_index || Instant::now() >= deadline {
             break;
         }

@@ -723,3 +723,81 @@ async fn unknown_saga_types_and_ids_are_typed_errors() {
         Err(SagaError::NotFound { .. })
     ));
 }
+
+mod spans {
+    use std::sync::{Arc, Mutex};
+
+    use tracing::field::{Field, Visit};
+    use tracing::span::{Attributes, Id};
+    use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
+
+    pub(super) type Recorded = Vec<(String, Vec<(String, String)>)>;
+
+    /// Records every span's name and fields.
+    #[derive(Clone, Default)]
+    pub(super) struct Spans(pub(super) Arc<Mutex<Recorded>>);
+
+    struct Fields(Vec<(String, String)>);
+    impl Visit for Fields {
+        fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+            self.0.push((field.name().to_owned(), format!("{value:?}")));
+        }
+        fn record_str(&mut self, field: &Field, value: &str) {
+            self.0.push((field.name().to_owned(), value.to_owned()));
+        }
+    }
+
+    impl<S: tracing::Subscriber> Layer<S> for Spans {
+        fn on_new_span(&self, attrs: &Attributes<'_>, _id: &Id, _ctx: Context<'_, S>) {
+            let mut fields = Fields(Vec::new());
+            attrs.record(&mut fields);
+            self.0
+                .lock()
+                .unwrap()
+                .push((attrs.metadata().name().to_owned(), fields.0));
+        }
+    }
+
+    pub(super) fn install() -> (Spans, tracing::subscriber::DefaultGuard) {
+        let spans = Spans::default();
+        let subscriber = tracing_subscriber::registry().with(spans.clone());
+        (spans, tracing::subscriber::set_default(subscriber))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn spans_carry_saga_and_step_fields_and_metrics_count() {
+    let (spans, _guard) = spans::install();
+    let j = Journal::new();
+    j.set(
+        "send-notification",
+        Phase::Forward,
+        Behaviour::FailTimes(1, StepError::retryable("busy")),
+    );
+    let orch = orchestrator(j.order_saga().build().unwrap());
+    let (id, _) = orch.execute("order-creation", &ORDER).await.unwrap();
+    let spans = spans.0.lock().unwrap().clone();
+    let saga = spans.iter().find(|(n, _)| n == "saga").unwrap();
+    assert!(saga.1.contains(&("saga.id".to_owned(), id.to_string())));
+    let steps: Vec<_> = spans.iter().filter(|(n, _)| n == "saga.step").collect();
+    assert_eq!(steps.len(), 5); // four steps, one retry
+    let field = |fields: &Vec<(String, String)>, name: &str| {
+        fields
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .unwrap()
+    };
+    assert!(
+        steps
+            .iter()
+            .all(|(_, f)| field(f, "saga.id") == id.to_string()
+                && field(f, "saga.type") == "order-creation"
+                && field(f, "saga.phase") == "forward")
+    );
+    assert_eq!(field(&steps[4].1, "saga.step"), "send-notification");
+    assert_eq!(field(&steps[4].1, "saga.attempt"), "2");
+    let m = orch.metrics();
+    assert_eq!((m.retries, m.steps_failed, m.steps_succeeded), (1, 1, 4));
+    assert_eq!(m.driving, 0);
+}

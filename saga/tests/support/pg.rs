@@ -1,5 +1,5 @@
 //! A PostgreSQL pool in a fresh schema per test (other suites share the server).
-#![allow(dead_code)]
+#![allow(dead_code, unreachable_pub)]
 
 use std::time::Duration;
 

@@ -1,6 +1,6 @@
 //! Resilient calls to other services: discovery picks an instance (power of two choices),
 //! its own circuit breaker guards the call, a timeout bounds it, and a call that could not
-//! reach an instance is tried once more on another one.
+//! reach an instance (or a GET/HEAD cut off by a dying one) is tried once more on another.
 
 use std::time::Duration;
 
@@ -189,7 +189,11 @@ impl Upstreams {
                     Err(source) => {
                         permit.record(Outcome::Failure);
                         tracing::warn!(service, instance = %instance.id, error = %source, "upstream call failed");
-                        let retry = source.is_connect();
+                        // A refused connection never reached the instance: safe to send
+                        // elsewhere. A GET or HEAD cut off mid-way is safe to repeat; a
+                        // timeout is not retried (the budget is spent).
+                        let retry = source.is_connect()
+                            || (matches!(method, Method::GET | Method::HEAD) && !source.is_timeout());
                         let err = UpstreamError::Failed {
                             service: service.to_owned(),
                             instance: instance.id.clone(),

@@ -313,8 +313,28 @@ async fn every_service_its_own_process() {
     })
     .await;
 
-    // Kill one of three user replicas: every request still succeeds.
+    // Kill one of three user replicas while requests are flowing: every request succeeds.
+    let load = {
+        let (http, gw, token, user_id) = (http.clone(), gw.clone(), token.clone(), user_id.clone());
+        tokio::spawn(async move {
+            let mut statuses = Vec::new();
+            for _ in 0..60 {
+                let r = http
+                    .get(format!("{gw}/api/users/{user_id}"))
+                    .bearer_auth(&token)
+                    .send()
+                    .await
+                    .unwrap();
+                statuses.push(r.status().as_u16());
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            statuses
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
     p.kill("user-1");
+    let statuses = load.await.unwrap();
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
     let mut served = BTreeMap::<String, usize>::new();
     for _ in 0..30 {
         let r = api(reqwest::Method::GET, &format!("/api/users/{user_id}"))

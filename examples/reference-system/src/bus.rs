@@ -224,6 +224,18 @@ impl Bus {
         }
     }
 
+    /// Whether `queue` has nothing ready, delayed or unsettled; `None` when the backend
+    /// cannot tell cheaply (RabbitMQ) or the queue is unknown. For tests and the demo.
+    pub fn is_settled(&self, queue: &str) -> Option<bool> {
+        match &self.backend {
+            Backend::Memory(b) => b
+                .queue_stats(queue)
+                .map(|s| s.ready == 0 && s.delayed == 0 && s.unacked == 0),
+            #[cfg(feature = "rabbitmq")]
+            Backend::Rabbit(_) => None,
+        }
+    }
+
     /// Up to `limit` dead letters of subscription queue `queue`.
     ///
     /// # Errors

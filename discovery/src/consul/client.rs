@@ -2,6 +2,7 @@ use std::fmt;
 use std::time::Duration;
 
 use reqwest::{Method, StatusCode, Url};
+use tracing::Instrument;
 
 use super::duration;
 use super::error::ConsulError;
@@ -246,8 +247,8 @@ impl ConsulClient {
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
                 .body(body);
         }
-        tracing::trace!(%method, endpoint, "consul request");
-        let response = request.send().await.map_err(|e| {
+        let span = tracing::debug_span!("consul.request", consul.endpoint = endpoint, http.method = %method);
+        let response = request.send().instrument(span).await.map_err(|e| {
             if e.is_timeout() {
                 ConsulError::Timeout {
                     endpoint,

@@ -11,7 +11,9 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::future::Future;
 use std::hash::{BuildHasher, Hasher};
+use std::pin::Pin;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
@@ -158,16 +160,28 @@ impl Discovery {
         if let Some(result) = self.cached(service) {
             return result;
         }
-        self.watch(service)
-            .loaded(self.inner.initial_load_timeout, self.inner.max_staleness)
-            .await
+        self.load(self.watch(service)).await
     }
 
     /// Like [`discover`](Self::discover), for a query with filters.
     pub async fn discover_query(&self, query: &Query) -> Result<Arc<Snapshot>, DiscoveryError> {
-        self.watch_query(query)
-            .loaded(self.inner.initial_load_timeout, self.inner.max_staleness)
-            .await
+        let watch = self.watch_query(query);
+        if let Some(result) = watch.fresh_if_loaded(self.inner.max_staleness) {
+            return result;
+        }
+        self.load(watch).await
+    }
+
+    /// The slow path (first load), boxed so that the futures of the memory reads stay small:
+    /// the first-load wait holds a timer, and moving it around on every read costs more than
+    /// the read itself.
+    fn load(
+        &self,
+        watch: Watch,
+    ) -> Pin<Box<dyn Future<Output = Result<Arc<Snapshot>, DiscoveryError>> + Send + 'static>> {
+        let timeout = self.inner.initial_load_timeout;
+        let max_staleness = self.inner.max_staleness;
+        Box::pin(async move { watch.loaded(timeout, max_staleness).await })
     }
 
     /// One instance of `service` chosen by `picker`, from memory.

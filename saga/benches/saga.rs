@@ -15,7 +15,9 @@ use std::hint::black_box;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use serde::{Deserialize, Serialize};
 use sinew_saga::store::SqliteStore;
-use sinew_saga::{MemoryStore, Orchestrator, Saga, SagaStatus, SagaStore, Step, StepContext, StepError};
+use sinew_saga::{
+    MemoryStore, Orchestrator, Saga, SagaStatus, SagaStore, Step, StepContext, StepError,
+};
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct Order {
@@ -65,7 +67,10 @@ fn saga() -> Saga<Order> {
 }
 
 fn orchestrator<S: SagaStore>(store: S) -> Orchestrator<S> {
-    Orchestrator::builder(store).register(saga()).build().unwrap()
+    Orchestrator::builder(store)
+        .register(saga())
+        .build()
+        .unwrap()
 }
 
 const ORDER: Order = Order { id: 7, amount: 100 };
@@ -99,7 +104,10 @@ fn bench(c: &mut Criterion) {
 
     let dir = std::env::temp_dir().join(format!("sinew-saga-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let sqlite = orchestrator(rt.block_on(SqliteStore::open(dir.join("bench.db"))).unwrap());
+    let sqlite = orchestrator(
+        rt.block_on(SqliteStore::open(dir.join("bench.db")))
+            .unwrap(),
+    );
     g.bench_function("sqlite_store", |b| {
         b.to_async(&rt).iter(|| async {
             let (_, s) = sqlite.execute("order", &ORDER).await.unwrap();

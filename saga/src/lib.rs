@@ -20,3 +20,31 @@ pub use crate::id::{IdempotencyKey, Phase, SagaId};
 pub use crate::orchestrator::events::{Metrics, SagaEvent};
 pub use crate::orchestrator::{InstanceDetails, Orchestrator, OrchestratorBuilder};
 pub use crate::store::{ListQuery, MemoryStore, SagaStatus, SagaStore, StepState};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn send_sync<T: Send + Sync>(_: &T) {}
+    fn send<T: Send>(_: &T) {}
+
+    #[test]
+    fn public_types_and_futures_are_send() {
+        let orchestrator = Orchestrator::builder(MemoryStore::new())
+            .build()
+            .expect("valid");
+        send_sync(&orchestrator);
+        send_sync(&MemoryStore::new());
+        send_sync(&SagaId::new());
+        send(&orchestrator.run(SagaId::new()));
+        send(&orchestrator.execute("t", &()));
+        send(&orchestrator.recover());
+        send(&orchestrator.cancel(SagaId::new()));
+        send(&orchestrator.resume(SagaId::new()));
+        let saga = Saga::<()>::builder("s")
+            .step(Step::pivot("p", |_cx| async { Ok::<_, StepError>(()) }))
+            .build()
+            .expect("valid");
+        send_sync(&saga);
+    }
+}

@@ -53,7 +53,7 @@ impl<St> Transition<St> {
         }
     }
 
-    /// Messages to publish as a result (returned in [`Handled::publish`]; hand them to the
+    /// Messages to publish as a result (returned in [`Handled::Applied`]; hand them to the
     /// outbox in the transaction that stores your state).
     pub fn publish(mut self, message: Message) -> Self {
         self.publish.push(message);

@@ -154,6 +154,7 @@ pub struct StepContext<C> {
     pub(crate) attempt: u32,
     pub(crate) data: Arc<C>,
     pub(crate) outputs: Arc<BTreeMap<String, Value>>,
+    pub(crate) fencing_token: u64,
 }
 
 impl<C> Clone for StepContext<C> {
@@ -166,6 +167,7 @@ impl<C> Clone for StepContext<C> {
             attempt: self.attempt,
             data: self.data.clone(),
             outputs: self.outputs.clone(),
+            fencing_token: self.fencing_token,
         }
     }
 }
@@ -217,6 +219,15 @@ impl<C> StepContext<C> {
     /// the participant, which must not repeat the effect for a key it has seen.
     pub fn idempotency_key(&self) -> IdempotencyKey {
         IdempotencyKey::derive(self.saga_id, &self.step, self.phase)
+    }
+
+    /// A fencing token: the instance version at this call's write-ahead. It only grows, and a
+    /// process that took the instance over (after this one's lease expired) calls with a
+    /// larger one. A participant that remembers the largest token it has seen per saga and
+    /// refuses smaller ones cannot be driven by a stale orchestrator that has not noticed yet
+    /// that it lost its lease.
+    pub const fn fencing_token(&self) -> u64 {
+        self.fencing_token
     }
 
     /// The stored output of step `step` (in a compensation, the step's own output is

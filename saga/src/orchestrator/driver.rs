@@ -23,6 +23,7 @@ use crate::store::{Commit, SagaStatus, SagaStore, Snapshot, StepRecord, StepRepl
 
 /// Whether every compensatable and pivot step has succeeded: from here on the saga only goes
 /// forward (cancel and the deadline no longer apply).
+/// Vacuously true for a saga of retriable steps only: there is nothing to compensate.
 pub(crate) fn past_commit_point(plan: &Plan, snap: &Snapshot) -> bool {
     plan.steps()
         .filter(|s| s.kind != StepKind::Retriable)
@@ -30,7 +31,6 @@ pub(crate) fn past_commit_point(plan: &Plan, snap: &Snapshot) -> bool {
             snap.record(&s.name, Phase::Forward)
                 .is_some_and(|r| matches!(r.state, StepState::Succeeded | StepState::Skipped))
         })
-        && plan.steps().any(|s| s.kind != StepKind::Retriable)
         || pivot_done(plan, snap)
 }
 
@@ -203,6 +203,7 @@ impl<S: SagaStore> Driver<S> {
             attempt,
             data: self.data.clone(),
             outputs: self.outputs(),
+            fencing_token: self.snap.instance.version,
         }
     }
 

@@ -24,6 +24,7 @@ pub(crate) struct RawCx {
     pub(crate) attempt: u32,
     pub(crate) data: Data,
     pub(crate) outputs: Arc<BTreeMap<String, Value>>,
+    pub(crate) fencing_token: u64,
 }
 
 type RawAction = Arc<dyn Fn(RawCx) -> BoxFuture<Result<Reply, StepError>> + Send + Sync>;
@@ -131,5 +132,6 @@ fn typed<C: Send + Sync + 'static>(raw: RawCx, saga_type: &Arc<str>) -> Option<S
         attempt: raw.attempt,
         data,
         outputs: raw.outputs,
+        fencing_token: raw.fencing_token,
     })
 }

@@ -628,6 +628,10 @@ async fn recovery_retries_an_interrupted_step_with_the_same_key() {
     assert_eq!(calls.len(), 2);
     assert_eq!(calls[0].key, calls[1].key);
     assert_eq!((calls[0].attempt, calls[1].attempt), (1, 2));
+    // The new owner calls with a larger fencing token.
+    assert!(calls[1].token > calls[0].token);
+    let tokens: Vec<u64> = j.calls().iter().map(|c| c.token).collect();
+    assert!(tokens.windows(2).all(|w| w[0] < w[1]), "{tokens:?}");
     // create-order ran once: recovery replays stored outputs, it does not re-execute.
     assert_eq!(
         j.calls()
@@ -800,4 +804,64 @@ async fn spans_carry_saga_and_step_fields_and_metrics_count() {
     let m = orch.metrics();
     assert_eq!((m.retries, m.steps_failed, m.steps_succeeded), (1, 1, 4));
     assert_eq!(m.driving, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_saga_of_retriable_steps_only_cannot_be_cancelled() {
+    let j = Journal::new();
+    j.set("r", Phase::Forward, Behaviour::Hang);
+    let orch = orchestrator(
+        Saga::builder("r-only")
+            .step(j.retriable("r"))
+            .build()
+            .unwrap(),
+    );
+    let id = orch.start("r-only", &ORDER).await.unwrap();
+    let run = orch.spawn(id);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(matches!(
+        orch.cancel(id).await,
+        Err(SagaError::InvalidState { .. })
+    ));
+    run.abort();
+}
+
+#[tokio::test(start_paused = true)]
+async fn periodic_recovery_finishes_an_abandoned_saga() {
+    let store = MemoryStore::new();
+    let j = Journal::new();
+    j.set("process-payment", Phase::Forward, Behaviour::Hang);
+    let first = Orchestrator::builder(store.clone())
+        .lease(Duration::from_secs(3))
+        .register(j.order_saga().build().unwrap())
+        .build()
+        .unwrap();
+    let id = first.start("order-creation", &ORDER).await.unwrap();
+    let run = first.spawn(id);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    run.abort();
+    let _ = run.await;
+    j.set("process-payment", Phase::Forward, Behaviour::Ok);
+    let second = Orchestrator::builder(store)
+        .register(j.order_saga().build().unwrap())
+        .build()
+        .unwrap();
+    let recovery = second.spawn_recovery(Duration::from_secs(2));
+    let mut status = SagaStatus::Running;
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        status = second.instance(id).await.unwrap().unwrap().instance.status;
+        if status.is_terminal() {
+            break;
+        }
+    }
+    recovery.abort();
+    assert_eq!(status, SagaStatus::Completed);
+    assert_eq!(
+        j.calls()
+            .iter()
+            .filter(|c| c.step == "process-payment")
+            .count(),
+        2
+    );
 }

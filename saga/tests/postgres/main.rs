@@ -51,6 +51,7 @@ case!(stuck_then_skip);
 case!(async_reply_from_another_orchestrator);
 case!(recovery_after_a_dead_driver);
 case!(store_semantics);
+case!(cancel_from_another_process);
 
 #[tokio::test]
 async fn concurrent_acquires_of_an_expired_lease_have_one_winner() {

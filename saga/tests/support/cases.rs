@@ -298,3 +298,23 @@ pub async fn store_semantics<S: SagaStore>(store: S) {
         Acquired::NotFound
     ));
 }
+
+pub async fn cancel_from_another_process<S: SagaStore + Clone>(store: S) {
+    let j = Journal::new();
+    j.set("reserve-inventory", Phase::Forward, Behaviour::Hang);
+    let driver = orch(&store, &j, "driver");
+    let other = orch(&store, &j, "other");
+    let id = driver.start("order-creation", &ORDER).await.unwrap();
+    let run = driver.spawn(id);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // `other` does not drive it: the driver sees the flag at its next heartbeat.
+    other.cancel(id).await.unwrap();
+    assert_eq!(run.await.unwrap().unwrap(), SagaStatus::Compensated);
+    assert_eq!(
+        j.done(Phase::Compensate),
+        ["reserve-inventory", "create-order"]
+    );
+    let d = other.instance(id).await.unwrap().unwrap();
+    assert_eq!(d.instance.reason.as_deref(), Some("cancelled"));
+    assert!(d.instance.cancel_requested);
+}

@@ -40,6 +40,7 @@ pub struct Call {
     pub phase: Phase,
     pub attempt: u32,
     pub key: IdempotencyKey,
+    pub token: u64,
     pub done: bool,
 }
 
@@ -99,6 +100,7 @@ impl Journal {
             phase: cx.phase(),
             attempt: cx.attempt(),
             key: cx.idempotency_key(),
+            token: cx.fencing_token(),
             done,
         };
         let result = match behaviour {

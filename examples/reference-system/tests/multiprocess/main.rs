@@ -371,6 +371,60 @@ async fn every_service_its_own_process() {
         .clone();
     assert_eq!(users["status"], "degraded", "{users}");
 
+    // A poison event lands in the email service's DLQ; `reference-system dlq` lists and
+    // replays it (the handler, still strict, rejects it again).
+    {
+        use sinew_messaging::Publisher as _;
+        let broker = sinew_messaging::rabbitmq::RabbitBroker::builder(AMQP_URL)
+            .exchange(format!("{ns}-domain-events"))
+            .connect()
+            .await
+            .unwrap();
+        let poison = sinew_messaging::Event::new(
+            "user.created",
+            "poison",
+            json!({ "id": "poison", "email": "poison@example.com" }),
+        );
+        broker
+            .publisher()
+            .publish(poison.to_message("test").unwrap())
+            .await
+            .unwrap();
+    }
+    let queue = format!("{ns}-email.welcome");
+    let dlq = |action: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_reference-system"))
+            .args(["dlq", action, &queue])
+            .env("AMQP_URL", AMQP_URL)
+            .env("BUS_NAMESPACE", format!("{ns}-"))
+            .env("RUST_LOG", "error")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let mut listed = String::new();
+    for _ in 0..100 {
+        listed = dlq("list");
+        if listed.contains("user.created") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(listed.contains("type=rejected"), "{listed}");
+    assert_eq!(
+        dlq("replay").trim(),
+        format!("replayed 1 message(s) to {queue}")
+    );
+    until("the replayed poison event to be rejected again", || async {
+        dlq("list").contains("type=rejected").then_some(Value::Null)
+    })
+    .await;
+
     // Kill the orchestrator mid-saga (the payment takes 3 s), then restart it.
     let widgets = || async {
         let levels: Value = http

@@ -84,6 +84,7 @@ macro_rules! for_each_conformance_case {
             per_aggregate_order_with_lanes,
             graceful_drain,
             redelivery_after_connection_drop,
+            inbox_drops_redelivered_duplicate,
             dead_letter_replay,
         );
     };
@@ -1052,6 +1053,100 @@ pub async fn redelivery_after_connection_drop<F: BackendFactory>(factory: &F) {
     assert_eq!(redelivered.len(), 1, "exactly one redelivery");
     assert!(redelivered[0].redelivery_count() >= 1);
     assert_quiet(&mut rx).await;
+    assert!(sub.shutdown(DRAIN).await.drained());
+}
+
+/// Addition (f), with an inbox: the connection is killed while the handler runs; the message
+/// is redelivered, and the [`Deduplicate`](crate::inbox::Deduplicate) wrapper with a
+/// [`MemoryInbox`](crate::inbox::MemoryInbox) keeps the side effect to one run. The
+/// redelivered copy overtakes the still-running original, is sent to a delayed retry, and once
+/// the original has finished (its own ack is stale) is acknowledged as a duplicate without
+/// running the handler. Nothing is dead-lettered.
+pub async fn inbox_drops_redelivered_duplicate<F: BackendFactory>(factory: &F) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use crate::inbox::{Deduplicate, Inbox, MemoryInbox};
+    use crate::subscriber::handler_fn;
+
+    let backend = factory.create().await;
+    let key = format!("{}.created", unique());
+    let cfg = build(
+        config(&unique(), &key)
+            .in_process_retries(0)
+            .delayed_retries([Duration::from_millis(200)])
+            .max_attempts(1000),
+    );
+    let queue = cfg.queue();
+    let effects = Arc::new(AtomicUsize::new(0));
+    let (entered_tx, mut entered) = mpsc::unbounded_channel();
+    let effect = {
+        let effects = effects.clone();
+        handler_fn("effect", move |d: Delivery| {
+            let (effects, entered_tx) = (effects.clone(), entered_tx.clone());
+            async move {
+                let _ = entered_tx.send(());
+                effects.fetch_add(1, Ordering::SeqCst);
+                if !d.redelivered() && d.attempt() == 1 {
+                    // Still running when the connection is killed.
+                    sleep(Duration::from_secs(2)).await;
+                }
+                Ok(Outcome::Ack)
+            }
+        })
+    };
+    let inbox = MemoryInbox::new(1000);
+    let dedup = Arc::new(Deduplicate::new(effect, inbox.clone()));
+    let (handler, mut rx) = probe(move |d: Delivery| {
+        let dedup = dedup.clone();
+        async move { dedup.handle(d).await }
+    });
+    let sub = backend
+        .subscriber()
+        .subscribe(cfg, handler)
+        .await
+        .expect("subscribe");
+    let m = event(&key, "a", 1);
+    publish_all(&backend.publisher(), vec![m.clone()]).await;
+    timeout(WAIT, entered.recv())
+        .await
+        .ok()
+        .flatten()
+        .expect("the handler starts");
+    backend.drop_connections().await;
+
+    // Deliveries until the original one has finished, then the duplicate after it.
+    let mut saw_redelivery = false;
+    let mut original_done = false;
+    loop {
+        let d = timeout(WAIT, rx.recv())
+            .await
+            .ok()
+            .flatten()
+            .expect("a delivery");
+        assert_eq!(d.message().message_id(), m.message_id());
+        saw_redelivery |= d.redelivered();
+        if original_done {
+            break;
+        }
+        original_done = !d.redelivered() && d.attempt() == 1;
+    }
+    assert!(saw_redelivery, "the killed connection led to a redelivery");
+    assert_eq!(
+        effects.load(Ordering::SeqCst),
+        1,
+        "the handler's side effect ran once"
+    );
+    assert_quiet(&mut rx).await;
+    assert_eq!(effects.load(Ordering::SeqCst), 1);
+    assert!(
+        !inbox
+            .record(&queue, m.message_id())
+            .await
+            .expect("memory inbox"),
+        "the inbox remembers the event"
+    );
+    let dead = backend.dead_letters().list(&queue, 10).await.expect("list");
+    assert!(dead.is_empty(), "nothing dead-lettered: {dead:?}");
     assert!(sub.shutdown(DRAIN).await.drained());
 }
 

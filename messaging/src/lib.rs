@@ -6,8 +6,17 @@ pub mod dead_letter;
 pub mod envelope;
 pub mod error;
 pub mod inbox;
+pub mod metrics;
 pub mod publisher;
 pub mod subscriber;
+#[cfg_attr(
+    not(any(feature = "memory", feature = "rabbitmq")),
+    allow(
+        dead_code,
+        reason = "the spans are used by the backends, all behind features"
+    )
+)]
+mod telemetry;
 pub mod topic;
 
 #[cfg(feature = "memory")]
@@ -22,6 +31,7 @@ pub mod testing;
 
 pub use crate::envelope::{Event, Headers, Message};
 pub use crate::error::ConfigError;
+pub use crate::metrics::Metrics;
 pub use crate::publisher::{PublishError, Publisher};
 pub use crate::subscriber::{
     Delivery, Handler, HandlerError, Outcome, Subscriber, Subscription, SubscriptionConfig,

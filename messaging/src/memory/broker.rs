@@ -12,6 +12,7 @@ use crate::envelope::Message;
 use crate::publisher::PublishError;
 use crate::subscriber::process::Settlement;
 use crate::subscriber::{SubscribeError, SubscriptionConfig};
+use crate::telemetry::Telemetry;
 use crate::topic;
 
 #[derive(Debug)]
@@ -74,6 +75,7 @@ pub(super) enum Take {
 #[derive(Debug)]
 pub(super) struct Inner {
     pub(super) exchange: String,
+    pub(super) telemetry: Telemetry,
     pub(super) max_queue_length: usize,
     state: Mutex<State>,
 }
@@ -81,6 +83,7 @@ pub(super) struct Inner {
 impl Inner {
     pub(super) fn new(exchange: String, max_queue_length: usize) -> Self {
         Self {
+            telemetry: Telemetry::new("memory", exchange.clone()),
             exchange,
             max_queue_length,
             state: Mutex::new(State::default()),
@@ -320,6 +323,7 @@ impl Inner {
         for c in st.consumers.values_mut() {
             c.unacked = 0;
             c.notify.notify_one();
+            self.telemetry.counters.reconnected();
         }
         n
     }

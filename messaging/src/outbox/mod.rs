@@ -285,7 +285,13 @@ impl PgOutbox {
         conn: &mut PgConnection,
         message: &Message,
     ) -> Result<i64, OutboxError> {
-        let headers = message.headers().clone();
+        #[cfg_attr(
+            not(feature = "opentelemetry"),
+            allow(unused_mut, reason = "only trace propagation adds a header")
+        )]
+        let mut headers = message.headers().clone();
+        #[cfg(feature = "opentelemetry")]
+        crate::telemetry::otel::inject_current(&mut headers);
         let headers = serde_json::Value::Object(
             headers
                 .into_iter()

@@ -636,3 +636,51 @@ mod rabbitmq {
         db.drop().await;
     }
 }
+
+/// With the `opentelemetry` feature, `enqueue` stores the enqueuing span's context in the row;
+/// the relay's producer span and the consumer's span both link to it.
+#[cfg(feature = "opentelemetry")]
+#[tokio::test]
+async fn the_enqueuing_span_is_the_creation_context_of_the_published_event() {
+    use sinew_tracing_kit::testing::{SpanKind, capture};
+    use tracing::Instrument;
+
+    let (_guard, spans) = capture();
+    tracing::callsite::rebuild_interest_cache();
+    let db = db_or_skip!();
+    let outbox = db.outbox().await;
+    let broker = MemoryBroker::new();
+    let key = format!("{}.created", unique());
+    let (mut rx, sub) = collect(&broker, &key).await;
+    let event = Event::new(key.clone(), "a", 1u32);
+    async {
+        let mut tx = outbox.pool().begin().await.unwrap();
+        outbox.enqueue(&mut tx, &event).await.unwrap();
+        tx.commit().await.unwrap();
+    }
+    .instrument(tracing::info_span!("create-user"))
+    .await;
+    let relay = Relay::builder(outbox.clone(), broker.publisher())
+        .build()
+        .unwrap();
+    assert_eq!(relay.run_once().await.unwrap().published, 1);
+    recv_n(&mut rx, 1).await;
+    sub.shutdown(WAIT).await;
+
+    let request = spans.span("create-user");
+    let id = event.event_id().to_string();
+    for kind in [SpanKind::Producer, SpanKind::Consumer] {
+        let span = spans
+            .spans()
+            .into_iter()
+            .find(|s| s.kind == kind && s.attribute("messaging.message.id") == Some(id.as_str()))
+            .unwrap_or_else(|| panic!("no {kind:?} span: {:?}", spans.names()));
+        assert!(
+            span.links
+                .iter()
+                .any(|l| l.trace_id == request.trace_id && l.span_id == request.span_id),
+            "{kind:?} span links to the enqueuing span"
+        );
+    }
+    db.drop().await;
+}

@@ -395,6 +395,50 @@ impl Inner {
     }
 }
 
+impl Inner {
+    /// Removes the dead letter `message_id` of `queue`; when `replay`, puts it back in
+    /// `queue` without its `messaging-*` headers.
+    pub(super) fn take_dead_letter(
+        &self,
+        queue: &str,
+        message_id: &str,
+        replay: bool,
+    ) -> Result<bool, DeadLetterError> {
+        let mut st = self.lock();
+        let unknown = || DeadLetterError::UnknownQueue {
+            queue: queue.to_owned(),
+        };
+        if !st.queues.contains_key(queue) {
+            return Err(unknown());
+        }
+        let dlq = st
+            .queues
+            .get_mut(&format!("{queue}.dlq"))
+            .ok_or_else(unknown)?;
+        let Some(at) = dlq
+            .ready
+            .iter()
+            .position(|s| s.message.message_id() == message_id)
+        else {
+            return Ok(false);
+        };
+        let Some(mut stored) = dlq.ready.remove(at) else {
+            return Ok(false);
+        };
+        if replay {
+            stored
+                .message
+                .headers_mut()
+                .retain(|k, _| !k.starts_with("messaging-"));
+            let target = st.queues.get_mut(queue).ok_or_else(unknown)?;
+            target.ready.push_back(stored);
+            let wake_list = target.consumers.clone();
+            wake(&st, wake_list);
+        }
+        Ok(true)
+    }
+}
+
 fn wake(st: &State, consumers: Vec<u64>) {
     for id in consumers {
         if let Some(c) = st.consumers.get(&id) {

@@ -274,4 +274,16 @@ impl DeadLetters for MemoryDeadLetters {
     async fn replay(&self, queue: &str, limit: usize) -> Result<usize, DeadLetterError> {
         self.inner.replay_dead_letters(queue, limit)
     }
+
+    async fn replay_message(&self, queue: &str, message_id: &str) -> Result<bool, DeadLetterError> {
+        self.inner.take_dead_letter(queue, message_id, true)
+    }
+
+    async fn discard_message(
+        &self,
+        queue: &str,
+        message_id: &str,
+    ) -> Result<bool, DeadLetterError> {
+        self.inner.take_dead_letter(queue, message_id, false)
+    }
 }

@@ -659,6 +659,63 @@ impl fmt::Debug for RabbitDeadLetters {
 }
 
 impl RabbitDeadLetters {
+    /// Looks for the dead letter `message_id` in `{queue}.dlq`, taking messages with
+    /// `basic.get` until it appears or the queue is exhausted; acks it, after a confirmed
+    /// republish to `queue` when `replay`. Closing the channel returns the others.
+    async fn take_one(
+        &self,
+        queue: &str,
+        message_id: &str,
+        replay: bool,
+    ) -> Result<bool, DeadLetterError> {
+        let (channel, _) = self.take(queue, 0).await?;
+        let dlq = format!("{queue}.dlq");
+        let mut found = None;
+        loop {
+            match channel
+                .basic_get(dlq.as_str().into(), BasicGetOptions::default())
+                .await
+            {
+                Ok(Some(got)) => {
+                    let id = got.delivery.properties.message_id().clone();
+                    if id.as_ref().map(|id| id.as_str()) == Some(message_id) {
+                        found = Some(got);
+                        break;
+                    }
+                }
+                Ok(None) => break,
+                Err(_) => {
+                    close(&channel).await;
+                    return Err(DeadLetterError::Connection);
+                }
+            }
+        }
+        let result = match found {
+            None => Ok(false),
+            Some(got) => {
+                let mut forwarded = Ok(());
+                if replay {
+                    let mut message = wire::message(&got.delivery);
+                    message
+                        .headers_mut()
+                        .retain(|name, _| !name.starts_with("messaging-"));
+                    forwarded = self.inner.publish_to("", queue, &message).await;
+                }
+                match forwarded {
+                    Ok(()) => got
+                        .delivery
+                        .acker
+                        .ack(lapin::options::BasicAckOptions::default())
+                        .await
+                        .map_err(|_| DeadLetterError::Connection),
+                    Err(_) => Err(DeadLetterError::Connection),
+                }
+            }
+        };
+        close(&channel).await;
+        result
+    }
+
     /// Takes up to `limit` messages from `{queue}.dlq` with `basic.get`, unacked, on a fresh
     /// channel.
     async fn take(
@@ -741,5 +798,17 @@ impl DeadLetters for RabbitDeadLetters {
         }
         close(&channel).await;
         Ok(moved)
+    }
+
+    async fn replay_message(&self, queue: &str, message_id: &str) -> Result<bool, DeadLetterError> {
+        self.take_one(queue, message_id, true).await
+    }
+
+    async fn discard_message(
+        &self,
+        queue: &str,
+        message_id: &str,
+    ) -> Result<bool, DeadLetterError> {
+        self.take_one(queue, message_id, false).await
     }
 }

@@ -90,6 +90,7 @@ macro_rules! for_each_conformance_case {
             redelivery_after_connection_drop,
             inbox_drops_redelivered_duplicate,
             dead_letter_replay,
+            dead_letter_replay_and_discard_one,
             metrics_count_the_flow,
             trace_link,
         );
@@ -121,6 +122,7 @@ macro_rules! for_each_conformance_case {
             redelivery_after_connection_drop,
             inbox_drops_redelivered_duplicate,
             dead_letter_replay,
+            dead_letter_replay_and_discard_one,
             metrics_count_the_flow,
         );
     };
@@ -1415,4 +1417,96 @@ pub async fn trace_link<F: BackendFactory>(factory: &F) {
         "the consumer span links to the producer span: {:?}",
         consumer.links
     );
+}
+
+/// One dead letter, picked by message ID from the list, can be replayed (it reaches the
+/// handler again, starting over at attempt 1) or discarded for good; the others stay, and an
+/// unknown ID or queue is reported.
+pub async fn dead_letter_replay_and_discard_one<F: BackendFactory>(factory: &F) {
+    let backend = factory.create().await;
+    let key = format!("{}.created", unique());
+    let cfg = build(config(&unique(), &key));
+    let queue = cfg.queue();
+    let healed = Arc::new(Mutex::new(BTreeSet::<String>::new()));
+    let h = healed.clone();
+    let (handler, mut rx) = probe(move |d: Delivery| {
+        let ok = h
+            .lock()
+            .expect("healed lock")
+            .contains(d.message().message_id());
+        async move {
+            if ok {
+                Ok(Outcome::Ack)
+            } else {
+                Err(HandlerError::permanent(std::io::Error::other("bad order")))
+            }
+        }
+    });
+    let sub = backend
+        .subscriber()
+        .subscribe(cfg, handler)
+        .await
+        .expect("subscribe");
+    let messages: Vec<Message> = (0..3).map(|n| event(&key, "a", n)).collect();
+    publish_all(&backend.publisher(), messages.clone()).await;
+    receive_distinct(&mut rx, 3).await;
+    let dead = backend.dead_letters();
+    let deadline = Instant::now() + WAIT;
+    let listed = loop {
+        let listed = dead.list(&queue, 10).await.expect("list");
+        if listed.len() == 3 {
+            break listed;
+        }
+        assert!(Instant::now() < deadline, "{} dead letters", listed.len());
+        sleep(Duration::from_millis(20)).await;
+    };
+    for letter in &listed {
+        assert_eq!(letter.error_type(), Some("permanent"));
+        assert_eq!(letter.original_routing_key(), Some(key.as_str()));
+        assert!(letter.original_exchange().is_some());
+        assert!(letter.first_failure().is_some());
+    }
+    let (replayed, discarded) = (messages[1].message_id(), messages[0].message_id());
+    healed
+        .lock()
+        .expect("healed lock")
+        .insert(replayed.to_owned());
+    assert!(dead.replay_message(&queue, replayed).await.expect("replay"));
+    let again = receive_distinct(&mut rx, 1).await;
+    assert_eq!(again[replayed].attempt(), 1);
+    assert!(
+        dead.discard_message(&queue, discarded)
+            .await
+            .expect("discard")
+    );
+    assert!(
+        !dead
+            .discard_message(&queue, discarded)
+            .await
+            .expect("discard")
+    );
+    assert!(
+        !dead
+            .replay_message(&queue, "no-such-id")
+            .await
+            .expect("replay")
+    );
+    let rest = dead.list(&queue, 10).await.expect("list");
+    assert_eq!(
+        rest.iter()
+            .map(|d| d.message_id().to_owned())
+            .collect::<Vec<_>>(),
+        [messages[2].message_id().to_owned()]
+    );
+    let unknown = format!("{}.nothing", unique());
+    assert!(matches!(
+        dead.replay_message(&unknown, replayed).await,
+        Err(crate::dead_letter::DeadLetterError::UnknownQueue { .. })
+    ));
+    assert!(matches!(
+        dead.discard_message(&unknown, replayed).await,
+        Err(crate::dead_letter::DeadLetterError::UnknownQueue { .. })
+    ));
+    assert_quiet(&mut rx).await;
+    assert!(sub.shutdown(DRAIN).await.drained());
 }

@@ -653,6 +653,9 @@ async fn the_enqueuing_span_is_the_creation_context_of_the_published_event() {
     let key = format!("{}.created", unique());
     let (mut rx, sub) = collect(&broker, &key).await;
     let event = Event::new(key.clone(), "a", 1u32);
+    // Call sites registered by tests running beside this one while `capture` was installed may
+    // have cached "nobody listens".
+    tracing::callsite::rebuild_interest_cache();
     async {
         let mut tx = outbox.pool().begin().await.unwrap();
         outbox.enqueue(&mut tx, &event).await.unwrap();

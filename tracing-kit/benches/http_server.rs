@@ -88,6 +88,22 @@ fn bench(c: &mut Criterion) {
                 black_box(resp);
             });
         });
+        // The same around a plain tower service (no router): the layer's own cost, without
+        // axum's routing in the figures.
+        let plain = tower::service_fn(|_req: Request<Body>| async {
+            Ok::<_, std::convert::Infallible>(http::Response::new(Body::from("ok")))
+        });
+        let plain_name = format!("tower_{name}");
+        if layered {
+            let svc = tower::Layer::layer(&HttpServerLayer::new(), plain);
+            group.bench_function(&plain_name, |b| {
+                b.iter(|| black_box(rt.block_on(svc.clone().oneshot(request())).unwrap()));
+            });
+        } else {
+            group.bench_function(&plain_name, |b| {
+                b.iter(|| black_box(rt.block_on(plain.oneshot(request())).unwrap()));
+            });
+        }
     }
     group.finish();
 }

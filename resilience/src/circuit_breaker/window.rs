@@ -79,7 +79,7 @@ impl CountWindow {
     }
 
     /// Records one outcome; returns the counts right after it entered the window.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn record(&self, code: u8) -> Counts {
         let add = contribution(code);
         // Claim a slot and count the new outcome in one atomic add.

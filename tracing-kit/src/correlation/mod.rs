@@ -34,9 +34,33 @@ pub const DEFAULT_HEADERS: [&str; 2] = ["x-correlation-id", "x-request-id"];
 pub const MAX_LEN: usize = 128;
 
 /// A validated correlation ID: 1 to 128 bytes of visible ASCII (no spaces, no control
-/// characters), so it is safe in headers, baggage and log lines. Cheap to clone.
-#[derive(Clone, PartialEq, Eq, Hash)]
-pub struct CorrelationId(Arc<str>);
+/// characters), so it is safe in headers, baggage and log lines. Cheap to clone: IDs up to
+/// 38 bytes (a UUID is 36) are stored inline, with no allocation; longer ones are shared.
+#[derive(Clone)]
+pub struct CorrelationId(Repr);
+
+/// Longest ID stored inline.
+const INLINE: usize = 38;
+
+#[derive(Clone)]
+enum Repr {
+    Inline { len: u8, buf: [u8; INLINE] },
+    Shared(Arc<str>),
+}
+
+impl PartialEq for CorrelationId {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for CorrelationId {}
+
+impl std::hash::Hash for CorrelationId {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
+}
 
 /// Why a string is not a valid [`CorrelationId`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -62,7 +86,20 @@ impl CorrelationId {
     /// byte outside `!`..=`~`.
     pub fn parse(value: &str) -> Result<Self, InvalidCorrelationId> {
         Self::validate(value.as_bytes())?;
-        Ok(Self(Arc::from(value)))
+        Ok(Self::new_unchecked(value))
+    }
+
+    /// Stores an already validated ID.
+    fn new_unchecked(value: &str) -> Self {
+        let bytes = value.as_bytes();
+        match (u8::try_from(bytes.len()), bytes.len() <= INLINE) {
+            (Ok(len), true) => {
+                let mut buf = [0; INLINE];
+                buf[..bytes.len()].copy_from_slice(bytes);
+                Self(Repr::Inline { len, buf })
+            }
+            _ => Self(Repr::Shared(Arc::from(value))),
+        }
     }
 
     /// Validates raw bytes (a header value, say).
@@ -75,7 +112,7 @@ impl CorrelationId {
         // Validated as ASCII above.
         let s = std::str::from_utf8(value)
             .map_err(|e| InvalidCorrelationId::InvalidByte(e.valid_up_to()))?;
-        Ok(Self(Arc::from(s)))
+        Ok(Self::new_unchecked(s))
     }
 
     fn validate(value: &[u8]) -> Result<(), InvalidCorrelationId> {
@@ -91,17 +128,37 @@ impl CorrelationId {
         Ok(())
     }
 
-    /// A new random, time-ordered ID (UUIDv7).
+    /// A new random, time-ordered ID: a UUIDv7 (RFC 9562) with the Unix time in milliseconds
+    /// and 74 random bits, in its hyphenated lower-case form.
     pub fn generate() -> Self {
+        let millis = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        Self::v7_from_parts(millis, fastrand::u64(..), fastrand::u64(..))
+    }
+
+    /// The UUIDv7 with this timestamp and these random bits (only the low 12 bits of
+    /// `rand_a` and the low 62 of `rand_b` are used).
+    fn v7_from_parts(millis: u64, rand_a: u64, rand_b: u64) -> Self {
+        let high = (millis & 0xffff_ffff_ffff) << 16 | 0x7000 | (rand_a & 0x0fff);
+        let low = (rand_b & 0x3fff_ffff_ffff_ffff) | 0x8000_0000_0000_0000;
         let mut buf = uuid::Uuid::encode_buffer();
-        Self(Arc::from(
-            &*uuid::Uuid::now_v7().hyphenated().encode_lower(&mut buf),
-        ))
+        Self::new_unchecked(
+            uuid::Uuid::from_u64_pair(high, low)
+                .hyphenated()
+                .encode_lower(&mut buf),
+        )
     }
 
     /// The ID as a string.
     pub fn as_str(&self) -> &str {
-        &self.0
+        match &self.0 {
+            // Only validated visible ASCII is ever stored, so this never falls back.
+            Repr::Inline { len, buf } => {
+                std::str::from_utf8(&buf[..usize::from(*len)]).unwrap_or_default()
+            }
+            Repr::Shared(s) => s,
+        }
     }
 }
 
@@ -115,19 +172,19 @@ impl FromStr for CorrelationId {
 
 impl fmt::Display for CorrelationId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.as_str())
     }
 }
 
 impl fmt::Debug for CorrelationId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "CorrelationId({:?})", &*self.0)
+        write!(f, "CorrelationId({:?})", self.as_str())
     }
 }
 
 impl AsRef<str> for CorrelationId {
     fn as_ref(&self) -> &str {
-        &self.0
+        self.as_str()
     }
 }
 
@@ -194,9 +251,50 @@ mod tests {
 
     #[test]
     fn generated_ids_are_valid_uuids() {
+        let before = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
         let id = CorrelationId::generate();
-        assert!(uuid::Uuid::parse_str(id.as_str()).is_ok());
+        let uuid = uuid::Uuid::parse_str(id.as_str()).unwrap();
+        assert_eq!(uuid.get_version_num(), 7);
+        assert_eq!(uuid.get_variant(), uuid::Variant::RFC4122);
+        assert_eq!(id.as_str(), uuid.hyphenated().to_string());
+        let (secs, nanos) = uuid.get_timestamp().unwrap().to_unix();
+        let millis = secs * 1000 + u64::from(nanos) / 1_000_000;
+        assert!(
+            millis >= before && millis < before + 60_000,
+            "{millis} vs {before}"
+        );
         assert!(CorrelationId::parse(id.as_str()).is_ok());
+        assert_ne!(CorrelationId::generate(), id);
+    }
+
+    #[test]
+    fn v7_layout() {
+        let id = CorrelationId::v7_from_parts(0x0123_4567_89ab, u64::MAX, u64::MAX);
+        assert_eq!(id.as_str(), "01234567-89ab-7fff-bfff-ffffffffffff");
+        let id = CorrelationId::v7_from_parts(0, 0, 0);
+        assert_eq!(id.as_str(), "00000000-0000-7000-8000-000000000000");
+    }
+
+    #[test]
+    fn inline_and_shared_ids_compare_by_value() {
+        use std::collections::HashSet;
+        let short = CorrelationId::parse(&"a".repeat(INLINE)).unwrap();
+        let long = CorrelationId::parse(&"a".repeat(INLINE + 1)).unwrap();
+        assert!(matches!(short.0, Repr::Inline { .. }));
+        assert!(matches!(long.0, Repr::Shared(_)));
+        assert_eq!(short.as_str().len(), INLINE);
+        assert_eq!(long.as_str().len(), INLINE + 1);
+        assert_eq!(short.clone(), short);
+        assert_ne!(short, long);
+        let set: HashSet<_> = [short.clone(), long.clone(), short.clone()].into();
+        assert_eq!(set.len(), 2);
+        assert_eq!(
+            format!("{short:?}"),
+            format!("CorrelationId({:?})", "a".repeat(INLINE))
+        );
     }
 
     #[test]

@@ -272,9 +272,10 @@ where
         };
 
         // 2. The correlation ID: a valid header, else baggage, else a new one.
-        let (id, from_header) =
-            accept_correlation(req.headers(), &config.correlation_headers, &remote);
-        let echo = echo_header(config, &id);
+        let (id, incoming) =
+            accept_correlation_value(req.headers(), &config.correlation_headers, &remote);
+        let from_header = incoming.is_some();
+        let echo = echo_header(config, &id, incoming);
 
         // 3. The span, parented on the remote context.
         let method = req.method().as_str();
@@ -371,12 +372,12 @@ impl<S> HttpServer<S> {
         S: Service<Request<B>, Response = Response<ResBody>>,
     {
         let config = &*self.config;
-        let (id, from_header) = match header_correlation(req.headers(), &config.correlation_headers)
-        {
-            Some(id) => (id, true),
-            None => (CorrelationId::generate(), false),
+        let (id, incoming) = match header_correlation(req.headers(), &config.correlation_headers) {
+            Some((id, value)) => (id, Some(value)),
+            None => (CorrelationId::generate(), None),
         };
-        let echo = echo_header(config, &id);
+        let from_header = incoming.is_some();
+        let echo = echo_header(config, &id, incoming);
         if !from_header
             && let Some((name, value)) = &echo
             && !req.headers().contains_key(name)
@@ -417,8 +418,18 @@ pub(crate) fn accept_correlation(
     names: &[HeaderName],
     remote: &opentelemetry::Context,
 ) -> (CorrelationId, bool) {
-    if let Some(id) = header_correlation(headers, names) {
-        return (id, true);
+    let (id, incoming) = accept_correlation_value(headers, names, remote);
+    (id, incoming.is_some())
+}
+
+/// As [`accept_correlation`], with the header value the ID came from, if any.
+fn accept_correlation_value(
+    headers: &http::HeaderMap,
+    names: &[HeaderName],
+    remote: &opentelemetry::Context,
+) -> (CorrelationId, Option<HeaderValue>) {
+    if let Some((id, value)) = header_correlation(headers, names) {
+        return (id, Some(value));
     }
     use opentelemetry::baggage::BaggageExt;
     let id = remote
@@ -426,24 +437,48 @@ pub(crate) fn accept_correlation(
         .get(correlation::BAGGAGE_KEY)
         .and_then(|v| CorrelationId::parse(v.as_str()).ok())
         .unwrap_or_else(CorrelationId::generate);
-    (id, false)
+    (id, None)
 }
 
-/// The header the correlation ID is echoed under, with its value built once (the request header
-/// and the response header then share its bytes).
-fn echo_header(config: &Config, id: &CorrelationId) -> Option<(HeaderName, HeaderValue)> {
+/// The header the correlation ID is echoed under, with its value: the incoming header's value
+/// when there was one (sharing its bytes), else one built once from the ID. Either way the
+/// request header and the response header then share the same bytes, with no copy.
+fn echo_header(
+    config: &Config,
+    id: &CorrelationId,
+    incoming: Option<HeaderValue>,
+) -> Option<(HeaderName, HeaderValue)> {
     let name = config.correlation_headers.first()?.clone();
-    // A `CorrelationId` is visible ASCII, always a valid header value.
-    let value = HeaderValue::from_str(id.as_str()).ok()?;
+    let value = match incoming {
+        Some(value) => value,
+        None => id_header_value(id)?,
+    };
     Some((name, value))
 }
 
-/// The first valid correlation ID under `names`; invalid ones are logged and skipped.
-fn header_correlation(headers: &http::HeaderMap, names: &[HeaderName]) -> Option<CorrelationId> {
+/// The ID as a header value in one allocation whose clones only count references (a value
+/// copied from a `&str` is reallocated on its first clone).
+pub(crate) fn id_header_value(id: &CorrelationId) -> Option<HeaderValue> {
+    struct IdBytes(CorrelationId);
+    impl AsRef<[u8]> for IdBytes {
+        fn as_ref(&self) -> &[u8] {
+            self.0.as_str().as_bytes()
+        }
+    }
+    // A `CorrelationId` is visible ASCII, always a valid header value.
+    HeaderValue::from_maybe_shared(bytes::Bytes::from_owner(IdBytes(id.clone()))).ok()
+}
+
+/// The first valid correlation ID under `names`, with the header value it came from; invalid
+/// ones are logged and skipped.
+fn header_correlation(
+    headers: &http::HeaderMap,
+    names: &[HeaderName],
+) -> Option<(CorrelationId, HeaderValue)> {
     for name in names {
         if let Some(value) = headers.get(name) {
             match CorrelationId::from_bytes(value.as_bytes()) {
-                Ok(valid) => return Some(valid),
+                Ok(valid) => return Some((valid, value.clone())),
                 Err(error) => {
                     tracing::debug!(%error, header = %name, "replacing an invalid incoming correlation id");
                 }

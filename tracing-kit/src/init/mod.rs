@@ -281,7 +281,7 @@ fn build(config: Config) -> Result<(Dispatch, Guard), InitError> {
 fn resource(config: &Config) -> Resource {
     let mut attributes = vec![KeyValue::new(
         "service.instance.id",
-        uuid::Uuid::now_v7().to_string(),
+        crate::correlation::CorrelationId::generate().to_string(),
     )];
     if let Some(version) = &config.service_version {
         attributes.push(KeyValue::new("service.version", version.clone()));

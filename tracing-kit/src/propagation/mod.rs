@@ -209,10 +209,14 @@ pub(crate) fn fast_remote(headers: &http::HeaderMap) -> Option<Result<openteleme
     use opentelemetry::trace::{
         SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState,
     };
-    if headers.contains_key(BAGGAGE_HEADER) {
+    // Looked up by pre-parsed names: a `&str` key is parsed again on every lookup.
+    static BAGGAGE: http::HeaderName = http::HeaderName::from_static(BAGGAGE_HEADER);
+    static TRACEPARENT: http::HeaderName = http::HeaderName::from_static(TRACEPARENT_HEADER);
+    static TRACESTATE: http::HeaderName = http::HeaderName::from_static(TRACESTATE_HEADER);
+    if headers.contains_key(&BAGGAGE) {
         return Some(Err(()));
     }
-    let value = headers.get(TRACEPARENT_HEADER)?.as_bytes();
+    let value = headers.get(&TRACEPARENT)?.as_bytes();
     let (trace_id, span_id, flags) = match parse_traceparent_00(value) {
         Some(parsed) => parsed,
         // Another version, or surrounding whitespace: the full validator decides, and the
@@ -220,7 +224,7 @@ pub(crate) fn fast_remote(headers: &http::HeaderMap) -> Option<Result<openteleme
         None if valid_traceparent(std::str::from_utf8(value).ok()?) => return Some(Err(())),
         None => return None,
     };
-    let state = match headers.get(TRACESTATE_HEADER).map(|v| v.to_str()) {
+    let state = match headers.get(&TRACESTATE).map(|v| v.to_str()) {
         None => TraceState::default(),
         Some(Ok(s)) => s.parse().unwrap_or_default(),
         Some(Err(_)) => TraceState::default(),
@@ -241,21 +245,37 @@ pub(crate) fn fast_remote(headers: &http::HeaderMap) -> Option<Result<openteleme
 /// case, non-zero IDs), as the W3C specification requires; `None` for anything else.
 #[cfg(feature = "http")]
 fn parse_traceparent_00(value: &[u8]) -> Option<(u128, u64, u8)> {
-    fn hex(bytes: &[u8]) -> Option<u128> {
-        bytes.iter().try_fold(0u128, |acc, &b| {
-            let digit = match b {
-                b'0'..=b'9' => b - b'0',
-                b'a'..=b'f' => b - b'a' + 10,
-                _ => return None,
-            };
-            Some(acc << 4 | u128::from(digit))
-        })
+    /// Nibble value of each byte; 0xff for anything but `0-9a-f`.
+    const NIBBLE: [u8; 256] = {
+        let mut table = [0xff_u8; 256];
+        let mut i = 0;
+        while i < 10 {
+            table[b'0' as usize + i] = i as u8;
+            i += 1;
+        }
+        let mut i = 0;
+        while i < 6 {
+            table[b'a' as usize + i] = 10 + i as u8;
+            i += 1;
+        }
+        table
+    };
+    fn hex(bytes: &[u8]) -> Option<u64> {
+        let mut acc = 0u64;
+        let mut bad = 0u8;
+        for &b in bytes {
+            let n = NIBBLE[usize::from(b)];
+            bad |= n;
+            acc = acc << 4 | u64::from(n & 0x0f);
+        }
+        // A valid nibble never has its high bits set.
+        (bad & 0xf0 == 0).then_some(acc)
     }
     if value.len() != 55 || !value.starts_with(b"00-") || value[35] != b'-' || value[52] != b'-' {
         return None;
     }
-    let trace = hex(&value[3..35])?;
-    let span = u64::try_from(hex(&value[36..52])?).ok()?;
+    let trace = u128::from(hex(&value[3..19])?) << 64 | u128::from(hex(&value[19..35])?);
+    let span = hex(&value[36..52])?;
     let flags = u8::try_from(hex(&value[53..55])?).ok()?;
     (trace != 0 && span != 0).then_some((trace, span, flags))
 }

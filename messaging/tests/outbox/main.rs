@@ -504,6 +504,63 @@ async fn the_relay_deletes_sent_rows_after_retention_and_shuts_down_gracefully()
     db.drop().await;
 }
 
+/// A publisher whose publishes never resolve, as with a broker that stopped answering.
+#[derive(Clone)]
+struct Stuck {
+    entered: Arc<tokio::sync::Notify>,
+}
+
+impl Publisher for Stuck {
+    async fn publish(&self, _message: Message) -> Result<(), PublishError> {
+        self.entered.notify_one();
+        std::future::pending().await
+    }
+}
+
+#[tokio::test]
+async fn a_batch_cut_off_at_the_shutdown_deadline_rolls_back_and_is_published_later() {
+    let db = db_or_skip!();
+    let outbox = db.outbox().await;
+    let key = format!("{}.created", unique());
+    enqueue_committed(&outbox, &[Event::new(key.clone(), "a", 1u32)]).await;
+    let stuck = Stuck {
+        entered: Arc::default(),
+    };
+    let relay = Relay::builder(outbox.clone(), stuck.clone())
+        .build()
+        .unwrap()
+        .start();
+    timeout(WAIT, stuck.entered.notified())
+        .await
+        .expect("the relay publishes");
+    let report = relay.shutdown(Duration::from_millis(100)).await;
+    assert!(!report.drained, "the stuck batch was cut off");
+    assert_eq!(report.published, 0);
+    assert_eq!(
+        outbox.stats().await.unwrap().pending,
+        1,
+        "rolled back, still unsent"
+    );
+
+    let broker = MemoryBroker::new();
+    let (mut rx, sub) = collect(&broker, &key).await;
+    let relay = Relay::builder(outbox.clone(), broker.publisher())
+        .build()
+        .unwrap();
+    // The aborted batch's transaction may take a moment to roll back and release its lock.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while relay.run_once().await.unwrap().published == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the row stayed locked"
+        );
+        sleep(Duration::from_millis(20)).await;
+    }
+    recv_n(&mut rx, 1).await;
+    sub.shutdown(WAIT).await;
+    db.drop().await;
+}
+
 #[tokio::test]
 async fn invalid_configuration_is_rejected() {
     let db = db_or_skip!();

@@ -12,6 +12,7 @@ use sqlx::{AssertSqlSafe, Row};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
+use tracing::instrument::WithSubscriber;
 
 use super::{OutboxError, OutboxRow, PgOutbox, message_of};
 use crate::error::ConfigError;
@@ -227,9 +228,9 @@ pub struct RelayHandle {
 }
 
 impl RelayHandle {
-    /// The totals so far.
+    /// The totals so far (`drained` is `false`: only [`shutdown`](Self::shutdown) knows).
     pub fn report(&self) -> RelayReport {
-        self.totals.report(!self.task.is_finished())
+        self.totals.report(false)
     }
 
     /// Stops claiming new batches, lets the batch in progress finish (its publishes resolve
@@ -486,7 +487,8 @@ impl<P: Publisher + 'static> Relay<P> {
     pub fn start(self) -> RelayHandle {
         let (stop, stop_rx) = watch::channel(false);
         let totals = Arc::new(Totals::default());
-        let task = tokio::spawn(self.run(stop_rx, totals.clone()));
+        // The task keeps the `tracing` subscriber of the code that started it.
+        let task = tokio::spawn(self.run(stop_rx, totals.clone()).with_current_subscriber());
         RelayHandle { stop, task, totals }
     }
 

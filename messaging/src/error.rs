@@ -20,6 +20,13 @@ pub enum ConfigError {
         /// The field.
         field: &'static str,
     },
+    /// An SQL name is not a plain identifier: ASCII letters, digits and `_`, not starting with
+    /// a digit, optionally schema-qualified (`schema.table`), each part at most 63 bytes.
+    #[error("`{field}` must be a plain SQL identifier such as `sinew_outbox` or `app.outbox`")]
+    InvalidIdentifier {
+        /// The field.
+        field: &'static str,
+    },
     /// A routing key pattern is malformed.
     #[error("routing key pattern `{pattern}` is invalid")]
     InvalidPattern {

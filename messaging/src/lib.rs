@@ -6,12 +6,24 @@ pub mod dead_letter;
 pub mod envelope;
 pub mod error;
 pub mod inbox;
+pub mod metrics;
 pub mod publisher;
 pub mod subscriber;
+#[cfg_attr(
+    not(any(feature = "memory", feature = "rabbitmq")),
+    allow(
+        dead_code,
+        reason = "the spans are used by the backends, all behind features"
+    )
+)]
+mod telemetry;
 pub mod topic;
 
 #[cfg(feature = "memory")]
 pub mod memory;
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub mod outbox;
 #[cfg(feature = "rabbitmq")]
 pub mod rabbitmq;
 #[cfg(feature = "testing")]
@@ -19,6 +31,7 @@ pub mod testing;
 
 pub use crate::envelope::{Event, Headers, Message};
 pub use crate::error::ConfigError;
+pub use crate::metrics::Metrics;
 pub use crate::publisher::{PublishError, Publisher};
 pub use crate::subscriber::{
     Delivery, Handler, HandlerError, Outcome, Subscriber, Subscription, SubscriptionConfig,

@@ -36,6 +36,10 @@ pub(crate) fn record(sampler: Sampler) {
 /// always-off for a root. `remote_sampled` is the incoming `traceparent`'s sampled flag, if
 /// there is a valid one.
 #[inline]
+#[cfg_attr(
+    not(feature = "http"),
+    allow(dead_code, reason = "only the HTTP server layer asks")
+)]
 pub(crate) fn may_sample(remote_sampled: Option<bool>) -> bool {
     match (MODE.load(Ordering::Relaxed), remote_sampled) {
         (ALWAYS_OFF, _) => false,

@@ -12,6 +12,7 @@ use crate::envelope::Message;
 use crate::publisher::PublishError;
 use crate::subscriber::process::Settlement;
 use crate::subscriber::{SubscribeError, SubscriptionConfig};
+use crate::telemetry::Telemetry;
 use crate::topic;
 
 #[derive(Debug)]
@@ -74,6 +75,7 @@ pub(super) enum Take {
 #[derive(Debug)]
 pub(super) struct Inner {
     pub(super) exchange: String,
+    pub(super) telemetry: Telemetry,
     pub(super) max_queue_length: usize,
     state: Mutex<State>,
 }
@@ -81,6 +83,7 @@ pub(super) struct Inner {
 impl Inner {
     pub(super) fn new(exchange: String, max_queue_length: usize) -> Self {
         Self {
+            telemetry: Telemetry::new("memory", exchange.clone()),
             exchange,
             max_queue_length,
             state: Mutex::new(State::default()),
@@ -320,6 +323,7 @@ impl Inner {
         for c in st.consumers.values_mut() {
             c.unacked = 0;
             c.notify.notify_one();
+            self.telemetry.counters.reconnected();
         }
         n
     }
@@ -388,6 +392,50 @@ impl Inner {
         let wake_list = target.consumers.clone();
         wake(&st, wake_list);
         Ok(n)
+    }
+}
+
+impl Inner {
+    /// Removes the dead letter `message_id` of `queue`; when `replay`, puts it back in
+    /// `queue` without its `messaging-*` headers.
+    pub(super) fn take_dead_letter(
+        &self,
+        queue: &str,
+        message_id: &str,
+        replay: bool,
+    ) -> Result<bool, DeadLetterError> {
+        let mut st = self.lock();
+        let unknown = || DeadLetterError::UnknownQueue {
+            queue: queue.to_owned(),
+        };
+        if !st.queues.contains_key(queue) {
+            return Err(unknown());
+        }
+        let dlq = st
+            .queues
+            .get_mut(&format!("{queue}.dlq"))
+            .ok_or_else(unknown)?;
+        let Some(at) = dlq
+            .ready
+            .iter()
+            .position(|s| s.message.message_id() == message_id)
+        else {
+            return Ok(false);
+        };
+        let Some(mut stored) = dlq.ready.remove(at) else {
+            return Ok(false);
+        };
+        if replay {
+            stored
+                .message
+                .headers_mut()
+                .retain(|k, _| !k.starts_with("messaging-"));
+            let target = st.queues.get_mut(queue).ok_or_else(unknown)?;
+            target.ready.push_back(stored);
+            let wake_list = target.consumers.clone();
+            wake(&st, wake_list);
+        }
+        Ok(true)
     }
 }
 

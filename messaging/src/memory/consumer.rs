@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use tokio::sync::{Notify, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
+use tracing::instrument::WithSubscriber;
 
 use super::broker::{Inner, Stored, Take};
 use crate::subscriber::process::process;
@@ -27,6 +28,7 @@ pub(super) struct Ctx<H> {
 impl<H: Handler> Ctx<H> {
     async fn run_one(&self, tag: u64, stored: Stored) {
         let settlement = process(
+            &self.broker.telemetry,
             &self.handler,
             &self.config,
             &self.queue,
@@ -61,20 +63,23 @@ pub(super) async fn run<H: Handler>(
         let (tx, mut rx) = mpsc::unbounded_channel::<(u64, Stored)>();
         lanes.push(tx);
         let ctx = ctx.clone();
-        tasks.spawn(async move {
-            while let Some((tag, stored)) = rx.recv().await {
-                if ctx.stopping.load(Ordering::Acquire) {
-                    continue;
+        tasks.spawn(
+            async move {
+                while let Some((tag, stored)) = rx.recv().await {
+                    if ctx.stopping.load(Ordering::Acquire) {
+                        continue;
+                    }
+                    let Ok(_permit) = ctx.permits.clone().acquire_owned().await else {
+                        continue;
+                    };
+                    if ctx.stopping.load(Ordering::Acquire) {
+                        continue;
+                    }
+                    ctx.run_one(tag, stored).await;
                 }
-                let Ok(_permit) = ctx.permits.clone().acquire_owned().await else {
-                    continue;
-                };
-                if ctx.stopping.load(Ordering::Acquire) {
-                    continue;
-                }
-                ctx.run_one(tag, stored).await;
             }
-        });
+            .with_current_subscriber(),
+        );
     }
     let deadline = loop {
         if let Some(d) = *stop.borrow_and_update() {
@@ -86,14 +91,17 @@ pub(super) async fn run<H: Handler>(
             Take::Message { tag, stored } => {
                 if lanes.is_empty() {
                     let ctx = ctx.clone();
-                    tasks.spawn(async move {
-                        let Ok(_permit) = ctx.permits.clone().acquire_owned().await else {
-                            return;
-                        };
-                        if !ctx.stopping.load(Ordering::Acquire) {
-                            ctx.run_one(tag, stored).await;
+                    tasks.spawn(
+                        async move {
+                            let Ok(_permit) = ctx.permits.clone().acquire_owned().await else {
+                                return;
+                            };
+                            if !ctx.stopping.load(Ordering::Acquire) {
+                                ctx.run_one(tag, stored).await;
+                            }
                         }
-                    });
+                        .with_current_subscriber(),
+                    );
                 } else {
                     let lane = lane_of(&stored, lanes.len());
                     // The receiver lives as long as `tasks`; a failed send leaves the message

@@ -40,16 +40,19 @@ use std::time::Duration;
 
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
+use tracing::instrument::WithSubscriber;
 
 use self::broker::Inner;
 pub use self::broker::QueueStats;
 use self::consumer::Ctx;
 use crate::dead_letter::{DeadLetter, DeadLetterError, DeadLetters};
 use crate::envelope::Message;
+use crate::metrics::Metrics;
 use crate::publisher::{PublishError, Publisher};
 use crate::subscriber::{
     Handler, ShutdownReport, SubscribeError, Subscriber, Subscription, SubscriptionConfig,
 };
+use crate::telemetry;
 
 const DEFAULT_EXCHANGE: &str = "domain-events";
 const DEFAULT_MAX_QUEUE_LENGTH: usize = 1_000_000;
@@ -103,6 +106,13 @@ impl MemoryBroker {
         MemoryDeadLetters {
             inner: self.inner.clone(),
         }
+    }
+
+    /// The broker's counters: published, confirmed, returned, consumed, retried,
+    /// dead-lettered, and reconnects (consumers re-attached after
+    /// [`drop_connections`](Self::drop_connections)).
+    pub fn metrics(&self) -> Metrics {
+        self.inner.telemetry.counters.snapshot()
     }
 
     /// The message counts of `queue`, if it exists.
@@ -165,14 +175,21 @@ pub struct MemoryPublisher {
 
 impl Publisher for MemoryPublisher {
     async fn publish(&self, message: Message) -> Result<(), PublishError> {
-        self.inner.publish(message)
+        let inner = &self.inner;
+        telemetry::publish(
+            &inner.telemetry,
+            message,
+            |m| async move { inner.publish(m) },
+        )
+        .await
     }
 
     async fn publish_batch(&self, messages: Vec<Message>) -> Vec<Result<(), PublishError>> {
-        messages
-            .into_iter()
-            .map(|m| self.inner.publish(m))
-            .collect()
+        let mut results = Vec::with_capacity(messages.len());
+        for m in messages {
+            results.push(self.publish(m).await);
+        }
+        results
     }
 }
 
@@ -209,7 +226,8 @@ impl Subscriber for MemorySubscriber {
             stopping: AtomicBool::new(false),
         });
         let (stop, stop_rx) = watch::channel(None);
-        let task = tokio::spawn(consumer::run(ctx, notify, stop_rx));
+        // The consumer's tasks keep the `tracing` subscriber of the code that subscribed.
+        let task = tokio::spawn(consumer::run(ctx, notify, stop_rx).with_current_subscriber());
         Ok(MemorySubscription { stop, task, queue })
     }
 }
@@ -255,5 +273,17 @@ impl DeadLetters for MemoryDeadLetters {
 
     async fn replay(&self, queue: &str, limit: usize) -> Result<usize, DeadLetterError> {
         self.inner.replay_dead_letters(queue, limit)
+    }
+
+    async fn replay_message(&self, queue: &str, message_id: &str) -> Result<bool, DeadLetterError> {
+        self.inner.take_dead_letter(queue, message_id, true)
+    }
+
+    async fn discard_message(
+        &self,
+        queue: &str,
+        message_id: &str,
+    ) -> Result<bool, DeadLetterError> {
+        self.inner.take_dead_letter(queue, message_id, false)
     }
 }

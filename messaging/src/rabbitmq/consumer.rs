@@ -19,6 +19,7 @@ use lapin::types::FieldTable;
 use lapin::{Channel, Consumer};
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
+use tracing::instrument::WithSubscriber;
 
 use super::{Inner, close, topology, wire};
 use crate::dead_letter::headers as dl;
@@ -52,8 +53,15 @@ impl<H: Handler> Ctx<H> {
     /// dead letter is confirmed, and rejects with requeue when that publish fails.
     async fn run_one(&self, job: Job) {
         let count = wire::redelivery_count(&job.delivery);
-        let settlement =
-            process(&self.handler, &self.config, &self.queue, job.message, count).await;
+        let settlement = process(
+            &self.broker.telemetry,
+            &self.handler,
+            &self.config,
+            &self.queue,
+            job.message,
+            count,
+        )
+        .await;
         let forwarded = match settlement {
             Settlement::Ack => Ok(()),
             Settlement::Retry { delay, message } => {
@@ -192,11 +200,14 @@ async fn run<H: Handler>(
         let (tx, mut rx) = mpsc::unbounded_channel::<Job>();
         lanes.push(tx);
         let ctx = ctx.clone();
-        tasks.spawn(async move {
-            while let Some(job) = rx.recv().await {
-                ctx.clone().guarded(job).await;
+        tasks.spawn(
+            async move {
+                while let Some(job) = rx.recv().await {
+                    ctx.clone().guarded(job).await;
+                }
             }
-        });
+            .with_current_subscriber(),
+        );
     }
     let mut rng = fastrand::Rng::new();
     let mut backoff = MIN_BACKOFF;
@@ -211,7 +222,7 @@ async fn run<H: Handler>(
                         ctx.unsettled.fetch_add(1, Ordering::AcqRel);
                         let job = Job { message: wire::message(&delivery), delivery };
                         if lanes.is_empty() {
-                            tasks.spawn(ctx.clone().guarded(job));
+                            tasks.spawn(ctx.clone().guarded(job).with_current_subscriber());
                         } else {
                             let lane = lane_of(&job.message, lanes.len());
                             // The receiver lives as long as `tasks`; a failed send leaves the
@@ -240,6 +251,7 @@ async fn run<H: Handler>(
                 Ok((c, k)) => {
                     (channel, consumer) = (c, k);
                     tracing::info!(queue = %ctx.queue, "consumer restarted");
+                    ctx.broker.telemetry.counters.reconnected();
                     break;
                 }
                 Err(e) => {

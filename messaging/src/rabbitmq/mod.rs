@@ -52,7 +52,7 @@
 //!   ([`Health::is_ready`]: both).
 //!
 //! Not yet: waiting out a broker outage up to a caller deadline on a bounded buffer,
-//! republishing lost confirms automatically, reconnect metrics, and RabbitMQ 4.3's
+//! republishing lost confirms automatically, and RabbitMQ 4.3's
 //! `x-delayed-retry-*`.
 //!
 //! ```no_run
@@ -106,15 +106,18 @@ use lapin::types::{FieldTable, LongString};
 use lapin::{Channel, Confirmation, Connection, ConnectionProperties, ExchangeKind};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
+use tracing::instrument::WithSubscriber;
 
 pub use self::error::ConnectError;
 use crate::dead_letter::{DeadLetter, DeadLetterError, DeadLetters};
 use crate::envelope::Message;
 use crate::error::ConfigError;
+use crate::metrics::Metrics;
 use crate::publisher::{PublishError, Publisher};
 use crate::subscriber::{
     Handler, ShutdownReport, SubscribeError, Subscriber, Subscription, SubscriptionConfig,
 };
+use crate::telemetry::{self, Telemetry};
 
 const DEFAULT_EXCHANGE: &str = "domain-events";
 const DEFAULT_APP_ID: &str = "sinew";
@@ -231,6 +234,12 @@ impl RabbitBroker {
         Ok(queues.len())
     }
 
+    /// The broker's counters: published, confirmed (`basic.ack`), returned (`basic.return`),
+    /// consumed, retried, dead-lettered, and reconnects (of consumers and the publish side).
+    pub fn metrics(&self) -> Metrics {
+        self.inner.telemetry.counters.snapshot()
+    }
+
     /// Whether the publish and consume connections are up right now.
     ///
     /// A dropped connection is re-opened by the next publish or consumer restart, so a
@@ -338,12 +347,13 @@ impl RabbitBrokerBuilder {
         Ok(RabbitBroker {
             inner: Arc::new(Inner {
                 uri: self.uri,
-                exchange: self.exchange,
+                exchange: self.exchange.clone(),
                 app_id: self.app_id,
                 publish: tokio::sync::Mutex::new(Arc::new(side)),
                 window: Semaphore::new(self.confirm_window),
                 consume: tokio::sync::Mutex::new(Arc::new(consume)),
                 declared: Mutex::new(BTreeSet::new()),
+                telemetry: Telemetry::new("rabbitmq", self.exchange.clone()),
             }),
         })
     }
@@ -408,6 +418,7 @@ pub(crate) struct Inner {
     window: Semaphore,
     consume: tokio::sync::Mutex<Arc<Connection>>,
     declared: Mutex<BTreeSet<String>>,
+    telemetry: Telemetry,
 }
 
 impl Inner {
@@ -444,6 +455,7 @@ impl Inner {
                     .map_err(|(_, e)| e)?,
             );
             tracing::info!(exchange = %self.exchange, "publish channel re-established");
+            self.telemetry.counters.reconnected();
         }
         Ok(side.clone())
     }
@@ -562,9 +574,11 @@ impl fmt::Debug for RabbitPublisher {
 
 impl Publisher for RabbitPublisher {
     async fn publish(&self, message: Message) -> Result<(), PublishError> {
-        self.inner
-            .publish_to(&self.inner.exchange, message.routing_key(), &message)
-            .await
+        let inner = &self.inner;
+        telemetry::publish(&inner.telemetry, message, |m| async move {
+            inner.publish_to(&inner.exchange, m.routing_key(), &m).await
+        })
+        .await
     }
 }
 
@@ -598,7 +612,8 @@ impl Subscriber for RabbitSubscriber {
         let queue = config.queue();
         let (stop, stop_rx) = watch::channel(None);
         let started = consumer::start(self.inner.clone(), config, handler, stop_rx).await?;
-        let task = tokio::spawn(started);
+        // The consumer's tasks keep the `tracing` subscriber of the code that subscribed.
+        let task = tokio::spawn(started.with_current_subscriber());
         Ok(RabbitSubscription { stop, task, queue })
     }
 }
@@ -644,6 +659,63 @@ impl fmt::Debug for RabbitDeadLetters {
 }
 
 impl RabbitDeadLetters {
+    /// Looks for the dead letter `message_id` in `{queue}.dlq`, taking messages with
+    /// `basic.get` until it appears or the queue is exhausted; acks it, after a confirmed
+    /// republish to `queue` when `replay`. Closing the channel returns the others.
+    async fn take_one(
+        &self,
+        queue: &str,
+        message_id: &str,
+        replay: bool,
+    ) -> Result<bool, DeadLetterError> {
+        let (channel, _) = self.take(queue, 0).await?;
+        let dlq = format!("{queue}.dlq");
+        let mut found = None;
+        loop {
+            match channel
+                .basic_get(dlq.as_str().into(), BasicGetOptions::default())
+                .await
+            {
+                Ok(Some(got)) => {
+                    let id = got.delivery.properties.message_id().clone();
+                    if id.as_ref().map(|id| id.as_str()) == Some(message_id) {
+                        found = Some(got);
+                        break;
+                    }
+                }
+                Ok(None) => break,
+                Err(_) => {
+                    close(&channel).await;
+                    return Err(DeadLetterError::Connection);
+                }
+            }
+        }
+        let result = match found {
+            None => Ok(false),
+            Some(got) => {
+                let mut forwarded = Ok(());
+                if replay {
+                    let mut message = wire::message(&got.delivery);
+                    message
+                        .headers_mut()
+                        .retain(|name, _| !name.starts_with("messaging-"));
+                    forwarded = self.inner.publish_to("", queue, &message).await;
+                }
+                match forwarded {
+                    Ok(()) => got
+                        .delivery
+                        .acker
+                        .ack(lapin::options::BasicAckOptions::default())
+                        .await
+                        .map_err(|_| DeadLetterError::Connection),
+                    Err(_) => Err(DeadLetterError::Connection),
+                }
+            }
+        };
+        close(&channel).await;
+        result
+    }
+
     /// Takes up to `limit` messages from `{queue}.dlq` with `basic.get`, unacked, on a fresh
     /// channel.
     async fn take(
@@ -726,5 +798,17 @@ impl DeadLetters for RabbitDeadLetters {
         }
         close(&channel).await;
         Ok(moved)
+    }
+
+    async fn replay_message(&self, queue: &str, message_id: &str) -> Result<bool, DeadLetterError> {
+        self.take_one(queue, message_id, true).await
+    }
+
+    async fn discard_message(
+        &self,
+        queue: &str,
+        message_id: &str,
+    ) -> Result<bool, DeadLetterError> {
+        self.take_one(queue, message_id, false).await
     }
 }

@@ -5,10 +5,12 @@ use std::panic::AssertUnwindSafe;
 use std::time::Duration;
 
 use futures_util::FutureExt;
+use tracing::Instrument;
 
 use super::{Delivery, ErrorKind, Handler, Outcome, SubscriptionConfig};
 use crate::dead_letter::headers as dl;
 use crate::envelope::{Message, Timestamp};
+use crate::telemetry::{self, Telemetry};
 
 /// What the backend must do with a message after its handler ran.
 #[derive(Debug)]
@@ -30,8 +32,26 @@ fn header_u32(message: &Message, name: &str) -> u32 {
         .unwrap_or(0)
 }
 
-/// Runs `handler` on `message` until it settles.
+/// Runs `handler` on `message` until it settles, inside a `CONSUMER` span (linked to the
+/// producer's context with the `opentelemetry` feature), and counts the delivery and its
+/// settlement.
 pub(crate) async fn process<H: Handler>(
+    telemetry: &Telemetry,
+    handler: &H,
+    config: &SubscriptionConfig,
+    queue: &str,
+    message: Message,
+    redelivery_count: u32,
+) -> Settlement {
+    let span = telemetry::consumer_span(telemetry, queue, &message, redelivery_count);
+    let settlement = run(handler, config, queue, message, redelivery_count)
+        .instrument(span.clone())
+        .await;
+    telemetry::settled(telemetry, &span, &settlement);
+    settlement
+}
+
+async fn run<H: Handler>(
     handler: &H,
     config: &SubscriptionConfig,
     queue: &str,

@@ -64,6 +64,10 @@ use crate::subscriber::{
 /// sinew_messaging::for_each_conformance_case!(cases);
 /// # }
 /// ```
+///
+/// With the `opentelemetry` feature the list includes
+/// [`trace_link`](crate::testing::trace_link).
+#[cfg(feature = "opentelemetry")]
 #[macro_export]
 macro_rules! for_each_conformance_case {
     ($m:ident) => {
@@ -84,7 +88,42 @@ macro_rules! for_each_conformance_case {
             per_aggregate_order_with_lanes,
             graceful_drain,
             redelivery_after_connection_drop,
+            inbox_drops_redelivered_duplicate,
             dead_letter_replay,
+            dead_letter_replay_and_discard_one,
+            metrics_count_the_flow,
+            trace_link,
+        );
+    };
+}
+
+/// Calls the macro `$m` with the names of every case of the conformance suite (see the
+/// documentation with all features).
+#[cfg(not(feature = "opentelemetry"))]
+#[macro_export]
+macro_rules! for_each_conformance_case {
+    ($m:ident) => {
+        $m!(
+            publish_before_subscribe,
+            competing_consumers,
+            topics_are_isolated,
+            retry_then_succeed,
+            prefetch_bounds_unsettled,
+            continue_after_subscriber_close,
+            continue_after_errors,
+            each_subscription_gets_every_message,
+            headers_propagate,
+            dead_letter_after_failures_while_others_flow,
+            delayed_retry_honours_delay,
+            decode_error_goes_straight_to_dead_letters,
+            unroutable_publish_is_error,
+            per_aggregate_order_with_lanes,
+            graceful_drain,
+            redelivery_after_connection_drop,
+            inbox_drops_redelivered_duplicate,
+            dead_letter_replay,
+            dead_letter_replay_and_discard_one,
+            metrics_count_the_flow,
         );
     };
 }
@@ -106,6 +145,8 @@ pub trait Backend: Send + Sync + 'static {
     fn dead_letters(&self) -> Self::DeadLetters;
     /// Kills every consumer connection; the backend must reconnect by itself.
     fn drop_connections(&self) -> impl Future<Output = ()> + Send;
+    /// The backend's counters.
+    fn metrics(&self) -> crate::metrics::Metrics;
 }
 
 /// Creates a fresh [`Backend`] for each case.
@@ -150,6 +191,10 @@ impl Backend for crate::memory::MemoryBroker {
 
     async fn drop_connections(&self) {
         Self::drop_connections(self);
+    }
+
+    fn metrics(&self) -> crate::metrics::Metrics {
+        Self::metrics(self)
     }
 }
 
@@ -233,6 +278,10 @@ impl Backend for crate::rabbitmq::RabbitBroker {
 
     async fn drop_connections(&self) {
         self.drop_consume_connection().await;
+    }
+
+    fn metrics(&self) -> crate::metrics::Metrics {
+        Self::metrics(self)
     }
 }
 
@@ -1055,6 +1104,100 @@ pub async fn redelivery_after_connection_drop<F: BackendFactory>(factory: &F) {
     assert!(sub.shutdown(DRAIN).await.drained());
 }
 
+/// Addition (f), with an inbox: the connection is killed while the handler runs; the message
+/// is redelivered, and the [`Deduplicate`](crate::inbox::Deduplicate) wrapper with a
+/// [`MemoryInbox`](crate::inbox::MemoryInbox) keeps the side effect to one run. The
+/// redelivered copy overtakes the still-running original, is sent to a delayed retry, and once
+/// the original has finished (its own ack is stale) is acknowledged as a duplicate without
+/// running the handler. Nothing is dead-lettered.
+pub async fn inbox_drops_redelivered_duplicate<F: BackendFactory>(factory: &F) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use crate::inbox::{Deduplicate, Inbox, MemoryInbox};
+    use crate::subscriber::handler_fn;
+
+    let backend = factory.create().await;
+    let key = format!("{}.created", unique());
+    let cfg = build(
+        config(&unique(), &key)
+            .in_process_retries(0)
+            .delayed_retries([Duration::from_millis(200)])
+            .max_attempts(1000),
+    );
+    let queue = cfg.queue();
+    let effects = Arc::new(AtomicUsize::new(0));
+    let (entered_tx, mut entered) = mpsc::unbounded_channel();
+    let effect = {
+        let effects = effects.clone();
+        handler_fn("effect", move |d: Delivery| {
+            let (effects, entered_tx) = (effects.clone(), entered_tx.clone());
+            async move {
+                let _ = entered_tx.send(());
+                effects.fetch_add(1, Ordering::SeqCst);
+                if !d.redelivered() && d.attempt() == 1 {
+                    // Still running when the connection is killed.
+                    sleep(Duration::from_secs(2)).await;
+                }
+                Ok(Outcome::Ack)
+            }
+        })
+    };
+    let inbox = MemoryInbox::new(1000);
+    let dedup = Arc::new(Deduplicate::new(effect, inbox.clone()));
+    let (handler, mut rx) = probe(move |d: Delivery| {
+        let dedup = dedup.clone();
+        async move { dedup.handle(d).await }
+    });
+    let sub = backend
+        .subscriber()
+        .subscribe(cfg, handler)
+        .await
+        .expect("subscribe");
+    let m = event(&key, "a", 1);
+    publish_all(&backend.publisher(), vec![m.clone()]).await;
+    timeout(WAIT, entered.recv())
+        .await
+        .ok()
+        .flatten()
+        .expect("the handler starts");
+    backend.drop_connections().await;
+
+    // Deliveries until the original one has finished, then the duplicate after it.
+    let mut saw_redelivery = false;
+    let mut original_done = false;
+    loop {
+        let d = timeout(WAIT, rx.recv())
+            .await
+            .ok()
+            .flatten()
+            .expect("a delivery");
+        assert_eq!(d.message().message_id(), m.message_id());
+        saw_redelivery |= d.redelivered();
+        if original_done {
+            break;
+        }
+        original_done = !d.redelivered() && d.attempt() == 1;
+    }
+    assert!(saw_redelivery, "the killed connection led to a redelivery");
+    assert_eq!(
+        effects.load(Ordering::SeqCst),
+        1,
+        "the handler's side effect ran once"
+    );
+    assert_quiet(&mut rx).await;
+    assert_eq!(effects.load(Ordering::SeqCst), 1);
+    assert!(
+        !inbox
+            .record(&queue, m.message_id())
+            .await
+            .expect("memory inbox"),
+        "the inbox remembers the event"
+    );
+    let dead = backend.dead_letters().list(&queue, 10).await.expect("list");
+    assert!(dead.is_empty(), "nothing dead-lettered: {dead:?}");
+    assert!(sub.shutdown(DRAIN).await.drained());
+}
+
 /// Dead letters can be listed and replayed; a replayed message starts over at attempt 1.
 pub async fn dead_letter_replay<F: BackendFactory>(factory: &F) {
     let backend = factory.create().await;
@@ -1099,5 +1242,274 @@ pub async fn dead_letter_replay<F: BackendFactory>(factory: &F) {
     );
     assert!(d.message().header(dl::ERROR_TYPE).is_none());
     assert!(dead.list(&queue, 10).await.expect("list").is_empty());
+    assert!(sub.shutdown(DRAIN).await.drained());
+}
+
+/// Waits until the backend's counters since `before` satisfy `done`, and returns them.
+async fn wait_metrics<B: Backend>(
+    backend: &B,
+    before: &crate::metrics::Metrics,
+    done: impl Fn(&crate::metrics::Metrics) -> bool,
+) -> crate::metrics::Metrics {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let delta = backend.metrics().since(before);
+        if done(&delta) {
+            return delta;
+        }
+        assert!(Instant::now() < deadline, "counters stuck at {delta:?}");
+        sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Observability: the counters count published, confirmed and returned messages, consumed
+/// deliveries, retries and dead letters exactly, and reconnects after a dropped connection.
+pub async fn metrics_count_the_flow<F: BackendFactory>(factory: &F) {
+    let backend = factory.create().await;
+    let before = backend.metrics();
+    let key = format!("{}.created", unique());
+    let cfg = build(
+        config(&unique(), &key)
+            .in_process_retries(0)
+            .delayed_retries([Duration::from_millis(100)])
+            .max_attempts(5),
+    );
+    // First, while nothing else is published on the connection: RabbitMQ's `basic.return`
+    // carries no delivery tag, and lapin can pin it on another publish confirmed at the same
+    // time (a retry or dead-letter forward).
+    let unroutable = format!("{}.nobody", unique());
+    assert!(
+        backend
+            .publisher()
+            .publish(event(&unroutable, "x", 4))
+            .await
+            .is_err()
+    );
+    let (handler, mut rx) = probe(|d: Delivery| async move {
+        match (d.message().aggregate_id(), d.attempt()) {
+            (Some("retry"), 1) => Ok(Outcome::Retry { after: None }),
+            (Some("dead"), _) => Err(HandlerError::permanent(std::io::Error::other("no"))),
+            _ => Ok(Outcome::Ack),
+        }
+    });
+    let sub = backend
+        .subscriber()
+        .subscribe(cfg, handler)
+        .await
+        .expect("subscribe");
+    publish_all(
+        &backend.publisher(),
+        vec![
+            event(&key, "ack", 1),
+            event(&key, "retry", 2),
+            event(&key, "dead", 3),
+        ],
+    )
+    .await;
+    for _ in 0..4 {
+        timeout(WAIT, rx.recv())
+            .await
+            .ok()
+            .flatten()
+            .expect("a delivery");
+    }
+    let delta = wait_metrics(&backend, &before, |m| {
+        m.consumed >= 4 && m.retried >= 1 && m.dead_lettered >= 1
+    })
+    .await;
+    assert_eq!(
+        (delta.published, delta.confirmed, delta.returned),
+        (4, 3, 1),
+        "{delta:?}"
+    );
+    assert_eq!(
+        (delta.consumed, delta.retried, delta.dead_lettered),
+        (4, 1, 1),
+        "{delta:?}"
+    );
+    backend.drop_connections().await;
+    wait_metrics(&backend, &before, |m| m.reconnects >= 1).await;
+    assert!(sub.shutdown(DRAIN).await.drained());
+}
+
+/// Observability (j): the publish runs in a `PRODUCER` span (child of the caller's span)
+/// whose context travels in the `traceparent` header, and the handler runs in a `CONSUMER`
+/// span that links to it, both with the OpenTelemetry messaging attributes.
+#[cfg(feature = "opentelemetry")]
+pub async fn trace_link<F: BackendFactory>(factory: &F) {
+    use sinew_tracing_kit::testing::{SpanKind, capture};
+    use tracing::Instrument;
+
+    let (_guard, spans) = capture();
+    // Other tests of the binary may have cached "nobody listens" for these call sites.
+    tracing::callsite::rebuild_interest_cache();
+    let backend = factory.create().await;
+    let key = format!("{}.created", unique());
+    let cfg = build(config(&unique(), &key));
+    let queue = cfg.queue();
+    let (handler, mut rx) = probe(ack);
+    let sub = backend
+        .subscriber()
+        .subscribe(cfg, handler)
+        .await
+        .expect("subscribe");
+    let m = event(&key, "a", 1);
+    // Again, now that the cases running beside this one have registered the call sites: one
+    // that registered while `capture` was being installed may have cached "nobody listens".
+    tracing::callsite::rebuild_interest_cache();
+    backend
+        .publisher()
+        .publish(m.clone())
+        .instrument(tracing::info_span!("conformance-request"))
+        .await
+        .expect("publish");
+    let got = receive_distinct(&mut rx, 1).await;
+    let delivery = &got[m.message_id()];
+    assert!(sub.shutdown(DRAIN).await.drained());
+
+    let find = |kind: SpanKind| {
+        spans
+            .spans()
+            .into_iter()
+            .find(|s| s.kind == kind && s.attribute("messaging.message.id") == Some(m.message_id()))
+            .unwrap_or_else(|| panic!("no {kind:?} span; recorded: {:?}", spans.names()))
+    };
+    let producer = find(SpanKind::Producer);
+    let consumer = find(SpanKind::Consumer);
+    let request = spans.span("conformance-request");
+    assert_eq!(
+        producer.parent_span_id.as_deref(),
+        Some(request.span_id.as_str()),
+        "the producer span is a child of the caller's span"
+    );
+    assert!(producer.name.starts_with("publish ") && producer.name.ends_with(&format!(":{key}")));
+    assert!(
+        consumer.name.starts_with("process ")
+            && consumer.name.ends_with(&format!(":{key}:{queue}"))
+    );
+    for (span, operation) in [(&producer, "send"), (&consumer, "process")] {
+        assert_eq!(span.attribute("messaging.operation.type"), Some(operation));
+        assert!(
+            span.attribute("messaging.system")
+                .is_some_and(|s| !s.is_empty())
+        );
+        assert_eq!(
+            span.attribute("messaging.rabbitmq.destination.routing_key"),
+            Some(key.as_str())
+        );
+        assert!(span.attribute("messaging.destination.name").is_some());
+    }
+    assert_eq!(
+        consumer.attribute("messaging.destination.subscription.name"),
+        Some(queue.as_str())
+    );
+    assert_eq!(consumer.attribute("messaging.sinew.outcome"), Some("ack"));
+    let traceparent = delivery
+        .message()
+        .header(crate::envelope::TRACEPARENT)
+        .expect("the producer injected traceparent");
+    assert!(
+        traceparent.contains(&producer.trace_id) && traceparent.contains(&producer.span_id),
+        "traceparent {traceparent} names the producer span"
+    );
+    assert!(
+        consumer
+            .links
+            .iter()
+            .any(|l| l.trace_id == producer.trace_id && l.span_id == producer.span_id),
+        "the consumer span links to the producer span: {:?}",
+        consumer.links
+    );
+}
+
+/// One dead letter, picked by message ID from the list, can be replayed (it reaches the
+/// handler again, starting over at attempt 1) or discarded for good; the others stay, and an
+/// unknown ID or queue is reported.
+pub async fn dead_letter_replay_and_discard_one<F: BackendFactory>(factory: &F) {
+    let backend = factory.create().await;
+    let key = format!("{}.created", unique());
+    let cfg = build(config(&unique(), &key));
+    let queue = cfg.queue();
+    let healed = Arc::new(Mutex::new(BTreeSet::<String>::new()));
+    let h = healed.clone();
+    let (handler, mut rx) = probe(move |d: Delivery| {
+        let ok = h
+            .lock()
+            .expect("healed lock")
+            .contains(d.message().message_id());
+        async move {
+            if ok {
+                Ok(Outcome::Ack)
+            } else {
+                Err(HandlerError::permanent(std::io::Error::other("bad order")))
+            }
+        }
+    });
+    let sub = backend
+        .subscriber()
+        .subscribe(cfg, handler)
+        .await
+        .expect("subscribe");
+    let messages: Vec<Message> = (0..3).map(|n| event(&key, "a", n)).collect();
+    publish_all(&backend.publisher(), messages.clone()).await;
+    receive_distinct(&mut rx, 3).await;
+    let dead = backend.dead_letters();
+    let deadline = Instant::now() + WAIT;
+    let listed = loop {
+        let listed = dead.list(&queue, 10).await.expect("list");
+        if listed.len() == 3 {
+            break listed;
+        }
+        assert!(Instant::now() < deadline, "{} dead letters", listed.len());
+        sleep(Duration::from_millis(20)).await;
+    };
+    for letter in &listed {
+        assert_eq!(letter.error_type(), Some("permanent"));
+        assert_eq!(letter.original_routing_key(), Some(key.as_str()));
+        assert!(letter.original_exchange().is_some());
+        assert!(letter.first_failure().is_some());
+    }
+    let (replayed, discarded) = (messages[1].message_id(), messages[0].message_id());
+    healed
+        .lock()
+        .expect("healed lock")
+        .insert(replayed.to_owned());
+    assert!(dead.replay_message(&queue, replayed).await.expect("replay"));
+    let again = receive_distinct(&mut rx, 1).await;
+    assert_eq!(again[replayed].attempt(), 1);
+    assert!(
+        dead.discard_message(&queue, discarded)
+            .await
+            .expect("discard")
+    );
+    assert!(
+        !dead
+            .discard_message(&queue, discarded)
+            .await
+            .expect("discard")
+    );
+    assert!(
+        !dead
+            .replay_message(&queue, "no-such-id")
+            .await
+            .expect("replay")
+    );
+    let rest = dead.list(&queue, 10).await.expect("list");
+    assert_eq!(
+        rest.iter()
+            .map(|d| d.message_id().to_owned())
+            .collect::<Vec<_>>(),
+        [messages[2].message_id().to_owned()]
+    );
+    let unknown = format!("{}.nothing", unique());
+    assert!(matches!(
+        dead.replay_message(&unknown, replayed).await,
+        Err(crate::dead_letter::DeadLetterError::UnknownQueue { .. })
+    ));
+    assert!(matches!(
+        dead.discard_message(&unknown, replayed).await,
+        Err(crate::dead_letter::DeadLetterError::UnknownQueue { .. })
+    ));
+    assert_quiet(&mut rx).await;
     assert!(sub.shutdown(DRAIN).await.drained());
 }

@@ -34,6 +34,6 @@ pub use crate::error::ConfigError;
 pub use crate::metrics::Metrics;
 pub use crate::publisher::{PublishError, Publisher};
 pub use crate::subscriber::{
-    Delivery, Handler, HandlerError, Outcome, Subscriber, Subscription, SubscriptionConfig,
-    handler_fn,
+    ConsumerTrace, Delivery, Handler, HandlerError, Outcome, Subscriber, Subscription,
+    SubscriptionConfig, handler_fn,
 };

@@ -10,6 +10,7 @@ use tracing::field::Empty;
 use crate::envelope::{CORRELATION_ID, Message};
 use crate::metrics::Counters;
 use crate::publisher::PublishError;
+use crate::subscriber::ConsumerTrace;
 use crate::subscriber::process::Settlement;
 
 /// What a backend tells the spans about itself, and its counters.
@@ -92,13 +93,19 @@ where
     result
 }
 
-/// A `CONSUMER` span for one delivery, linked (feature `opentelemetry`) to the producer
-/// context in its headers.
+/// A `CONSUMER` span for one delivery. With the `opentelemetry` feature it links to the
+/// producer context in the headers and, with [`ConsumerTrace::ChildAndLink`], is also its
+/// child.
 pub(crate) fn consumer_span(
     telemetry: &Telemetry,
     queue: &str,
     message: &Message,
     redelivery_count: u32,
+    #[cfg_attr(
+        not(feature = "opentelemetry"),
+        allow(unused_variables, reason = "only trace propagation relates spans")
+    )]
+    trace: ConsumerTrace,
 ) -> tracing::Span {
     let (exchange, key) = (&telemetry.exchange, message.routing_key());
     let span = tracing::info_span!(
@@ -120,7 +127,12 @@ pub(crate) fn consumer_span(
         error.type = Empty,
     );
     #[cfg(feature = "opentelemetry")]
-    otel::link(&span, message.headers());
+    match trace {
+        ConsumerTrace::ChildAndLink => otel::child_and_link(&span, message.headers()),
+        ConsumerTrace::LinkOnly => {
+            otel::link(&span, message.headers());
+        }
+    }
     Counters::inc(&telemetry.counters.consumed);
     span
 }
@@ -179,6 +191,16 @@ pub(crate) mod otel {
             cx.link_from(span);
         }
         valid
+    }
+
+    /// Makes the context in `headers`, if there is a valid one, the parent of `span` (which
+    /// must not have been entered yet) and links to it.
+    pub(crate) fn child_and_link(span: &tracing::Span, headers: &BTreeMap<String, String>) {
+        let cx = propagation::extract(&carrier(headers));
+        if cx.is_valid() {
+            cx.set_as_parent_of(span);
+            cx.link_from(span);
+        }
     }
 
     /// A producer span links to a creation context already in the headers, or else writes its

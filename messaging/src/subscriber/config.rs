@@ -42,6 +42,25 @@ pub struct SubscriptionConfig {
     pub(crate) max_attempts: u32,
     pub(crate) ordered_lanes: Option<NonZeroUsize>,
     pub(crate) jitter_seed: Option<u64>,
+    pub(crate) consumer_trace: ConsumerTrace,
+}
+
+/// How a delivery's `CONSUMER` span relates to the producer's trace context carried in the
+/// message headers (feature `opentelemetry`; without it the setting has no effect).
+///
+/// The OpenTelemetry messaging conventions allow the creation context as the parent when one
+/// message is processed on its own, which is what every handler here does: the default keeps
+/// one trace from the request that published the event down to each consumer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum ConsumerTrace {
+    /// The consumer span is a child of the producer context and also links to it: producer and
+    /// consumers share one trace id. The default.
+    #[default]
+    ChildAndLink,
+    /// The consumer span only links to the producer context and stays in the consumer's own
+    /// trace (a new one when nothing is in scope).
+    LinkOnly,
 }
 
 impl SubscriptionConfig {
@@ -62,6 +81,7 @@ impl SubscriptionConfig {
             max_attempts: None,
             ordered_lanes: None,
             jitter_seed: None,
+            consumer_trace: ConsumerTrace::default(),
         }
     }
 
@@ -125,6 +145,11 @@ impl SubscriptionConfig {
         self.ordered_lanes
     }
 
+    /// How the consumer span relates to the producer's trace context.
+    pub const fn consumer_trace(&self) -> ConsumerTrace {
+        self.consumer_trace
+    }
+
     #[cfg_attr(
         not(any(feature = "memory", feature = "rabbitmq")),
         allow(
@@ -151,6 +176,7 @@ pub struct SubscriptionConfigBuilder {
     max_attempts: Option<u32>,
     ordered_lanes: Option<usize>,
     jitter_seed: Option<u64>,
+    consumer_trace: ConsumerTrace,
 }
 
 fn valid_name(name: &str) -> bool {
@@ -215,6 +241,14 @@ impl SubscriptionConfigBuilder {
     /// Seeds the retry jitter, for reproducible tests.
     pub const fn jitter_seed(mut self, seed: u64) -> Self {
         self.jitter_seed = Some(seed);
+        self
+    }
+
+    /// How each delivery's `CONSUMER` span relates to the producer context in its headers
+    /// (feature `opentelemetry`): [`ConsumerTrace::ChildAndLink`] by default,
+    /// [`ConsumerTrace::LinkOnly`] to keep consumers in traces of their own.
+    pub const fn consumer_trace(mut self, trace: ConsumerTrace) -> Self {
+        self.consumer_trace = trace;
         self
     }
 
@@ -295,6 +329,7 @@ impl SubscriptionConfigBuilder {
             max_attempts,
             ordered_lanes,
             jitter_seed: self.jitter_seed,
+            consumer_trace: self.consumer_trace,
         })
     }
 }
@@ -317,6 +352,7 @@ mod tests {
         assert_eq!(c.max_attempts(), 7);
         assert_eq!(c.delayed_retries().len(), 4);
         assert_eq!(c.ordered_lanes(), None);
+        assert_eq!(c.consumer_trace(), ConsumerTrace::ChildAndLink);
     }
 
     #[test]

@@ -63,7 +63,7 @@ use std::fmt;
 use std::future::Future;
 use std::time::Duration;
 
-pub use self::config::{SubscriptionConfig, SubscriptionConfigBuilder};
+pub use self::config::{ConsumerTrace, SubscriptionConfig, SubscriptionConfigBuilder};
 pub use self::delivery::Delivery;
 pub use self::error::SubscribeError;
 pub use self::outcome::{ErrorKind, HandlerError, Outcome};

@@ -32,8 +32,9 @@ fn header_u32(message: &Message, name: &str) -> u32 {
         .unwrap_or(0)
 }
 
-/// Runs `handler` on `message` until it settles, inside a `CONSUMER` span (linked to the
-/// producer's context with the `opentelemetry` feature), and counts the delivery and its
+/// Runs `handler` on `message` until it settles, inside a `CONSUMER` span (a child of and
+/// linked to the producer's context with the `opentelemetry` feature, or only linked, as
+/// [`SubscriptionConfig::consumer_trace`] says), and counts the delivery and its
 /// settlement.
 pub(crate) async fn process<H: Handler>(
     telemetry: &Telemetry,
@@ -43,7 +44,13 @@ pub(crate) async fn process<H: Handler>(
     message: Message,
     redelivery_count: u32,
 ) -> Settlement {
-    let span = telemetry::consumer_span(telemetry, queue, &message, redelivery_count);
+    let span = telemetry::consumer_span(
+        telemetry,
+        queue,
+        &message,
+        redelivery_count,
+        config.consumer_trace(),
+    );
     let settlement = run(handler, config, queue, message, redelivery_count)
         .instrument(span.clone())
         .await;

@@ -297,6 +297,10 @@ impl ConfigBuilder {
     /// Moves from open to half-open (and ends an expired half-open) on a timer, without waiting
     /// for a call. The timer runs on the tokio runtime current when the breaker opens; without
     /// one the transition happens on the next call, as when this is off.
+    ///
+    /// Off by default: then an open breaker half-opens only when a call tries it after the
+    /// wait. Turn it on when callers skip open breakers (a load balancer picking among
+    /// instances), or the skipped instances would never be tried again.
     pub fn automatic_transition(mut self, enabled: bool) -> Self {
         self.config.automatic_transition = enabled;
         self

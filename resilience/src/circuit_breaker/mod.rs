@@ -9,6 +9,11 @@
 //! - **Open**: calls are rejected at once with [`CircuitOpen`](crate::error::CircuitOpen),
 //!   which carries `retry_after`. The wait is fixed or grows with each consecutive opening
 //!   ([`OpenWait`]).
+//!   Without [`automatic_transition(true)`](ConfigBuilder::automatic_transition) an open
+//!   breaker moves to half-open **only when a call tries it** after the wait: nothing else
+//!   moves it. A load balancer that skips instances whose breaker is open never makes that
+//!   call, so it must turn automatic transition on (a timer then half-opens the breaker when
+//!   the wait ends).
 //! - **Half-open**: exactly [`half_open_permits`](ConfigBuilder::half_open_permits) probes are
 //!   admitted; everyone else is rejected. When they have all finished, their failure rate
 //!   decides between closing and re-opening ([`HalfOpenDecision`]). A probe whose future is

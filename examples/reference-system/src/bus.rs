@@ -1,20 +1,22 @@
 //! The event bus: the in-memory broker by default, RabbitMQ when `AMQP_URL` is set (feature
-//! `rabbitmq`). Publishing injects the current trace context and correlation ID into the
-//! message headers; consuming continues the trace ([`traced`]).
+//! `rabbitmq`). Tracing comes from `sinew-messaging`'s `opentelemetry` feature: its publish
+//! span (a child of the current span) writes `traceparent` into the headers, and each
+//! consumer's process span is a child of that context, so one trace runs from the gateway to
+//! the last consumer. The bus adds the correlation ID to the headers and puts it back in scope
+//! around handlers ([`correlated`]).
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use serde::Serialize;
 use sinew_messaging::dead_letter::{DeadLetter, DeadLetterError, DeadLetters};
+use sinew_messaging::envelope::CORRELATION_ID;
 use sinew_messaging::memory::{MemoryBroker, MemorySubscription};
 use sinew_messaging::subscriber::SubscribeError;
 use sinew_messaging::{
     Delivery, Event, Handler, HandlerError, Outcome, PublishError, Publisher, Subscriber,
     Subscription, SubscriptionConfig,
 };
-use sinew_tracing_kit::{correlation, messaging as trace_msg};
-use tracing::Instrument as _;
+use sinew_tracing_kit::correlation;
 
 /// The exchange every service publishes domain events to.
 pub const EXCHANGE: &str = "domain-events";
@@ -147,8 +149,8 @@ impl Bus {
         builder.build()
     }
 
-    /// Publishes `event` from `source` inside a producer span, with the trace context and
-    /// correlation ID in its headers.
+    /// Publishes `event` from `source` (in a producer span of `sinew-messaging` that writes
+    /// the trace context into the headers), with the current correlation ID.
     ///
     /// # Errors
     ///
@@ -158,18 +160,13 @@ impl Bus {
         source: &str,
         event: Event<T>,
     ) -> Result<(), BusError> {
-        let span = trace_msg::producer_span(self.system(), event.event_type());
-        let message = {
-            let _entered = span.enter();
-            let mut carrier: HashMap<String, String> = HashMap::new();
-            trace_msg::inject(&mut carrier);
-            let mut message = event.to_message(source).map_err(BusError::Encode)?;
-            for (name, value) in carrier {
-                message = message.with_header(name, value);
-            }
-            message
-        };
-        self.publish_message(message).instrument(span).await
+        let mut message = event.to_message(source).map_err(BusError::Encode)?;
+        if let Some(id) = correlation::current()
+            && message.header(CORRELATION_ID).is_none()
+        {
+            message = message.with_header(CORRELATION_ID, id.as_str());
+        }
+        self.publish_message(message).await
     }
 
     /// Publishes a raw message (used for poison events in the demo).
@@ -282,36 +279,26 @@ impl BusSubscription {
     }
 }
 
-/// Wraps a handler so that each delivery runs inside a consumer span that is a child of the
-/// producer's span (one trace from the gateway to the last consumer), with the producer's
-/// correlation ID in scope.
+/// Wraps a handler so that each delivery runs with the producer's correlation ID in scope
+/// (a fresh one when the message carries none). The span around it is `sinew-messaging`'s.
 #[derive(Debug, Clone)]
-pub struct Traced<H> {
+pub struct Correlated<H> {
     inner: H,
-    system: &'static str,
 }
 
-/// See [`Traced`].
-pub const fn traced<H>(system: &'static str, inner: H) -> Traced<H> {
-    Traced { inner, system }
+/// See [`Correlated`].
+pub const fn correlated<H>(inner: H) -> Correlated<H> {
+    Correlated { inner }
 }
 
-impl<H: Handler> Handler for Traced<H> {
+impl<H: Handler> Handler for Correlated<H> {
     async fn handle(&self, delivery: Delivery) -> Result<Outcome, HandlerError> {
-        let headers: HashMap<String, String> = delivery
-            .headers()
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        let span = trace_msg::consumer_span_with(
-            self.system,
-            delivery.routing_key(),
-            &headers,
-            trace_msg::Relation::Parent,
-        );
-        let id = trace_msg::correlation_id(&headers)
+        let id = delivery
+            .message()
+            .header(CORRELATION_ID)
+            .and_then(|v| correlation::CorrelationId::parse(v).ok())
             .unwrap_or_else(correlation::CorrelationId::generate);
-        correlation::scope(id, self.inner.handle(delivery).instrument(span)).await
+        correlation::scope(id, self.inner.handle(delivery)).await
     }
 
     fn name(&self) -> &str {

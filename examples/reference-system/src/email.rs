@@ -13,7 +13,7 @@ use sinew_messaging::inbox::{Deduplicate, MemoryInbox};
 use sinew_messaging::{Delivery, Handler, HandlerError, Outcome};
 use sinew_tracing_kit::correlation;
 
-use crate::bus::{Bus, BusSubscription, traced};
+use crate::bus::{Bus, BusSubscription, correlated};
 
 /// The subscription's service and name: queue `{namespace}email.welcome`.
 pub const SUBSCRIPTION: (&str, &str) = ("email", "welcome");
@@ -81,7 +81,7 @@ impl EmailService {
             WelcomeHandler(self.clone()),
             Arc::new(MemoryInbox::new(100_000)),
         );
-        Ok(bus.subscribe(config, traced(bus.system(), handler)).await?)
+        Ok(bus.subscribe(config, correlated(handler)).await?)
     }
 
     /// `GET /emails`, `GET /health`.

@@ -23,7 +23,7 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use sinew_messaging::{Delivery, Event, HandlerError, Outcome, handler_fn};
 
-use crate::bus::{Bus, BusSubscription, traced};
+use crate::bus::{Bus, BusSubscription, correlated};
 use crate::http::error_json;
 use crate::upstream::Upstreams;
 
@@ -117,7 +117,7 @@ where
             Ok(Outcome::Ack)
         }
     });
-    Ok(bus.subscribe(config, traced(bus.system(), handler)).await?)
+    Ok(bus.subscribe(config, correlated(handler)).await?)
 }
 
 /// The orders, kept in memory (the saga log, not the orders, is what survives a restart).

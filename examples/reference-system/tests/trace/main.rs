@@ -58,8 +58,8 @@ async fn one_trace_from_gateway_to_email() {
         if [
             "POST /api/users",
             "POST /users",
-            "send user.created",
-            "process user.created",
+            "publish domain-events:user.created",
+            "process domain-events:user.created:email.welcome",
         ]
         .iter()
         .all(|n| names.iter().any(|m| m == n))
@@ -74,7 +74,11 @@ async fn one_trace_from_gateway_to_email() {
         .find(|s| s.name == "POST /api/users")
         .unwrap_or_else(|| panic!("no gateway span in {:?}", spans.names()));
     assert_eq!(gateway.trace_id, trace_id, "gateway and email in one trace");
-    for name in ["POST /users", "send user.created", "process user.created"] {
+    for name in [
+        "POST /users",
+        "publish domain-events:user.created",
+        "process domain-events:user.created:email.welcome",
+    ] {
         let span = all
             .iter()
             .find(|s| s.name == name)

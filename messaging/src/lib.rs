@@ -21,8 +21,8 @@ pub mod topic;
 
 #[cfg(feature = "memory")]
 pub mod memory;
-#[cfg(feature = "postgres")]
-#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "postgres", feature = "sqlite"))))]
 pub mod outbox;
 #[cfg(feature = "rabbitmq")]
 pub mod rabbitmq;

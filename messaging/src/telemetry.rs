@@ -212,7 +212,7 @@ pub(crate) mod otel {
     }
 
     /// Writes the current span's context into `headers` unless they carry a `traceparent`.
-    #[cfg(feature = "postgres")]
+    #[cfg(any(feature = "postgres", feature = "sqlite"))]
     pub(crate) fn inject_current(headers: &mut BTreeMap<String, String>) {
         if !headers.contains_key(TRACEPARENT) {
             inject(&tracing::Span::current(), headers);

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use futures_util::future::join_all;
+#[cfg(feature = "postgres")]
 use sqlx::postgres::PgListener;
 use sqlx::{AssertSqlSafe, Row};
 use tokio::sync::watch;
@@ -14,7 +15,11 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::instrument::WithSubscriber;
 
-use super::{OutboxError, OutboxRow, PgOutbox, message_of};
+#[cfg(feature = "postgres")]
+use super::PgOutbox;
+#[cfg(feature = "sqlite")]
+use super::SqliteOutbox;
+use super::{OutboxError, OutboxRow, message_of};
 use crate::error::ConfigError;
 use crate::publisher::Publisher;
 
@@ -28,13 +33,63 @@ const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 const DEFAULT_CLEANUP_INTERVAL: Duration = Duration::from_secs(60);
 const CLEANUP_LIMIT: u32 = 10_000;
 
+/// The outbox a [`Relay`] works on: a [`PgOutbox`](super::PgOutbox) (feature `postgres`) or
+/// a [`SqliteOutbox`](super::SqliteOutbox) (feature `sqlite`); both convert into it.
+#[derive(Debug, Clone)]
+pub struct RelayOutbox(Store);
+
+#[derive(Debug, Clone)]
+enum Store {
+    #[cfg(feature = "postgres")]
+    Pg(PgOutbox),
+    #[cfg(feature = "sqlite")]
+    Sqlite(SqliteOutbox),
+}
+
+#[cfg(feature = "postgres")]
+impl From<PgOutbox> for RelayOutbox {
+    fn from(outbox: PgOutbox) -> Self {
+        Self(Store::Pg(outbox))
+    }
+}
+
+#[cfg(feature = "sqlite")]
+impl From<SqliteOutbox> for RelayOutbox {
+    fn from(outbox: SqliteOutbox) -> Self {
+        Self(Store::Sqlite(outbox))
+    }
+}
+
+impl RelayOutbox {
+    /// The table name.
+    pub fn table(&self) -> &str {
+        match &self.0 {
+            #[cfg(feature = "postgres")]
+            Store::Pg(o) => o.table(),
+            #[cfg(feature = "sqlite")]
+            Store::Sqlite(o) => o.table(),
+        }
+    }
+
+    async fn purge_sent_older_than(&self, age: Duration, limit: u32) -> Result<u64, OutboxError> {
+        match &self.0 {
+            #[cfg(feature = "postgres")]
+            Store::Pg(o) => o.purge_sent_older_than(age, limit).await,
+            #[cfg(feature = "sqlite")]
+            Store::Sqlite(o) => o.purge_sent_older_than(age, limit).await,
+        }
+    }
+}
+
 /// Publishes an outbox's committed rows; see the [module docs](super).
 ///
 /// Run it with [`start`](Relay::start) (a background task with `LISTEN`/`NOTIFY` and
-/// polling), or drive it yourself with [`run_once`](Relay::run_once). Any number of relays,
-/// in any number of processes, may work on one outbox.
+/// polling on PostgreSQL, polling and [`SqliteOutbox::wake`](super::SqliteOutbox::wake) on
+/// SQLite), or drive it yourself with [`run_once`](Relay::run_once). Any number of relays,
+/// in any number of processes, may work on one PostgreSQL outbox; a SQLite outbox takes
+/// exactly one relay.
 pub struct Relay<P> {
-    outbox: PgOutbox,
+    outbox: RelayOutbox,
     publisher: P,
     config: RelayConfig,
     rng: Mutex<fastrand::Rng>,
@@ -72,7 +127,7 @@ struct RelayConfig {
 /// - sent rows are deleted after 7 days, checked every minute.
 #[derive(Debug)]
 pub struct RelayBuilder<P> {
-    outbox: PgOutbox,
+    outbox: RelayOutbox,
     publisher: P,
     config: RelayConfig,
     jitter_seed: Option<u64>,
@@ -254,10 +309,11 @@ impl Drop for RelayHandle {
 }
 
 impl<P> Relay<P> {
-    /// A builder of a relay for `outbox` that publishes through `publisher`.
-    pub fn builder(outbox: PgOutbox, publisher: P) -> RelayBuilder<P> {
+    /// A builder of a relay for `outbox` (a [`PgOutbox`](super::PgOutbox) or a
+    /// [`SqliteOutbox`](super::SqliteOutbox)) that publishes through `publisher`.
+    pub fn builder(outbox: impl Into<RelayOutbox>, publisher: P) -> RelayBuilder<P> {
         RelayBuilder {
-            outbox,
+            outbox: outbox.into(),
             publisher,
             config: RelayConfig {
                 batch_size: DEFAULT_BATCH_SIZE,
@@ -274,7 +330,7 @@ impl<P> Relay<P> {
     }
 
     /// The outbox.
-    pub const fn outbox(&self) -> &PgOutbox {
+    pub const fn outbox(&self) -> &RelayOutbox {
         &self.outbox
     }
 
@@ -321,10 +377,24 @@ impl<P: Publisher> Relay<P> {
     /// [`OutboxError::Database`] when claiming or marking fails: the transaction rolls back
     /// and its rows stay unsent (rows already published go out again later, with the same
     /// message ID).
+    ///
+    /// On SQLite (one relay per file) the batch is read without a lock, published, and then
+    /// marked in a short write transaction, so the application's writers are not held up
+    /// during the publishes.
     pub async fn run_once(&self) -> Result<BatchReport, OutboxError> {
-        let t = &self.outbox.table;
+        match &self.outbox.0 {
+            #[cfg(feature = "postgres")]
+            Store::Pg(outbox) => self.run_once_pg(outbox).await,
+            #[cfg(feature = "sqlite")]
+            Store::Sqlite(outbox) => self.run_once_sqlite(outbox).await,
+        }
+    }
+
+    #[cfg(feature = "postgres")]
+    async fn run_once_pg(&self, outbox: &PgOutbox) -> Result<BatchReport, OutboxError> {
+        let t = &outbox.table;
         let limit = i64::from(self.config.batch_size);
-        let mut tx = self.outbox.pool.begin().await?;
+        let mut tx = outbox.pool.begin().await?;
         let heads = sqlx::query(AssertSqlSafe(format!(
             "SELECT o.id, o.aggregate_id FROM {t} o \
              WHERE o.sent_at IS NULL AND o.failed_at IS NULL AND o.next_attempt_at <= now() \
@@ -413,16 +483,8 @@ impl<P: Publisher> Relay<P> {
             .await?;
         }
         for (id, attempts, error) in results.into_iter().filter_map(|r| r.failed) {
-            let attempts = attempts.saturating_add(1);
+            let (attempts, park) = self.failed(&mut report, id, attempts, &error);
             let attempts_u = u32::try_from(attempts).unwrap_or(u32::MAX);
-            let park = attempts_u >= self.config.max_attempts;
-            report.failed += 1;
-            if park {
-                report.parked += 1;
-                tracing::error!(id, attempts, %error, "outbox row parked after its last attempt");
-            } else {
-                tracing::warn!(id, attempts, %error, "outbox publish failed; will retry");
-            }
             sqlx::query(AssertSqlSafe(format!(
                 "UPDATE {t} SET attempts = $2, last_error = $3, \
                      next_attempt_at = now() + make_interval(secs => $4), \
@@ -446,6 +508,121 @@ impl<P: Publisher> Relay<P> {
             "outbox batch"
         );
         Ok(report)
+    }
+
+    #[cfg(feature = "sqlite")]
+    async fn run_once_sqlite(&self, outbox: &SqliteOutbox) -> Result<BatchReport, OutboxError> {
+        use super::sqlite::NOW;
+        let t = &outbox.table;
+        let limit = i64::from(self.config.batch_size);
+        // One relay per file: nobody else claims rows, so a plain read is the claim. Rows come
+        // in id order; each aggregate's chain starts at its first unsent row and stops at the
+        // first row that is not due (waiting for a retry, or parked).
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT id, aggregate_id, routing_key, message_id, content_type, headers, body, \
+                    attempts, (failed_at IS NULL AND next_attempt_at <= {NOW}) \
+             FROM {t} WHERE sent_at IS NULL ORDER BY id LIMIT ?"
+        )))
+        .bind(limit)
+        .fetch_all(&outbox.pool)
+        .await?;
+        let mut chains: Vec<Chain> = Vec::new();
+        let mut index: HashMap<String, usize> = HashMap::new();
+        for row in rows {
+            let id: i64 = row.try_get(0)?;
+            let aggregate_id: String = row.try_get(1)?;
+            let i = *index.entry(aggregate_id.clone()).or_insert_with(|| {
+                chains.push(Chain {
+                    rows: Vec::new(),
+                    cut: false,
+                });
+                chains.len() - 1
+            });
+            let chain = &mut chains[i];
+            let due: bool = row.try_get(8)?;
+            if chain.cut || !due {
+                chain.cut = true;
+                continue;
+            }
+            let message = message_of(
+                id,
+                row.try_get(2)?,
+                row.try_get(3)?,
+                row.try_get(4)?,
+                row.try_get::<&str, _>(5)?,
+                row.try_get(6)?,
+            )?;
+            chain.rows.push(OutboxRow {
+                id,
+                aggregate_id,
+                attempts: row.try_get(7)?,
+                due,
+                message,
+            });
+        }
+        let claimed = chains.iter().map(|c| c.rows.len()).sum();
+        if claimed == 0 {
+            return Ok(BatchReport::default());
+        }
+        let results = join_all(chains.into_iter().map(|c| self.publish_chain(c.rows))).await;
+        let mut report = BatchReport {
+            claimed,
+            ..BatchReport::default()
+        };
+        // Marked only now that the publishes resolved, in one short write transaction.
+        let mut tx = outbox.pool.begin().await?;
+        for id in results.iter().flat_map(|r| r.sent.iter().copied()) {
+            sqlx::query(AssertSqlSafe(format!(
+                "UPDATE {t} SET sent_at = {NOW}, attempts = attempts + 1, last_error = NULL \
+                 WHERE id = ?"
+            )))
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+            report.published += 1;
+        }
+        for (id, attempts, error) in results.into_iter().filter_map(|r| r.failed) {
+            let (attempts, park) = self.failed(&mut report, id, attempts, &error);
+            sqlx::query(AssertSqlSafe(format!(
+                "UPDATE {t} SET attempts = ?2, last_error = ?3, next_attempt_at = {NOW} + ?4, \
+                     failed_at = CASE WHEN ?5 THEN {NOW} END \
+                 WHERE id = ?1"
+            )))
+            .bind(id)
+            .bind(attempts)
+            .bind(&error)
+            .bind(
+                self.backoff(u32::try_from(attempts).unwrap_or(u32::MAX))
+                    .as_secs_f64(),
+            )
+            .bind(park)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        tracing::debug!(
+            table = %t,
+            claimed = report.claimed,
+            published = report.published,
+            failed = report.failed,
+            "outbox batch"
+        );
+        Ok(report)
+    }
+
+    /// Counts and logs a failed publish; returns the new attempt count and whether the row
+    /// is parked.
+    fn failed(&self, report: &mut BatchReport, id: i64, attempts: i32, error: &str) -> (i32, bool) {
+        let attempts = attempts.saturating_add(1);
+        let park = u32::try_from(attempts).unwrap_or(u32::MAX) >= self.config.max_attempts;
+        report.failed += 1;
+        if park {
+            report.parked += 1;
+            tracing::error!(id, attempts, %error, "outbox row parked after its last attempt");
+        } else {
+            tracing::warn!(id, attempts, %error, "outbox publish failed; will retry");
+        }
+        (attempts, park)
     }
 
     /// Publishes one aggregate's rows in order, each after the previous one resolved; stops
@@ -492,15 +669,23 @@ impl<P: Publisher + 'static> Relay<P> {
         RelayHandle { stop, task, totals }
     }
 
+    #[cfg(feature = "postgres")]
     async fn listen(&self) -> Option<PgListener> {
-        let mut listener = match PgListener::connect_with(&self.outbox.pool).await {
+        #[cfg_attr(
+            not(feature = "sqlite"),
+            allow(irrefutable_let_patterns, reason = "PostgreSQL is the only store")
+        )]
+        let Store::Pg(outbox) = &self.outbox.0 else {
+            return None;
+        };
+        let mut listener = match PgListener::connect_with(&outbox.pool).await {
             Ok(l) => l,
             Err(error) => {
                 tracing::warn!(%error, "outbox relay cannot listen; polling only for now");
                 return None;
             }
         };
-        match listener.listen(&self.outbox.channel).await {
+        match listener.listen(&outbox.channel).await {
             Ok(()) => Some(listener),
             Err(error) => {
                 tracing::warn!(%error, "outbox relay cannot listen; polling only for now");
@@ -510,6 +695,7 @@ impl<P: Publisher + 'static> Relay<P> {
     }
 
     async fn run(self, mut stop: watch::Receiver<bool>, totals: Arc<Totals>) {
+        #[cfg(feature = "postgres")]
         let mut listener = self.listen().await;
         let mut next_cleanup = Instant::now();
         loop {
@@ -547,19 +733,25 @@ impl<P: Publisher + 'static> Relay<P> {
             if full {
                 continue;
             }
+            let poll = self.config.poll_interval;
+            #[cfg(feature = "postgres")]
             if listener.is_none() {
                 listener = self.listen().await;
             }
-            let poll = self.config.poll_interval;
             let notified = async {
-                match listener.as_mut() {
-                    Some(l) => {
-                        if let Err(error) = l.recv().await {
-                            tracing::debug!(%error, "outbox listener error; polling");
-                            tokio::time::sleep(poll).await;
+                match &self.outbox.0 {
+                    #[cfg(feature = "postgres")]
+                    Store::Pg(_) => match listener.as_mut() {
+                        Some(l) => {
+                            if let Err(error) = l.recv().await {
+                                tracing::debug!(%error, "outbox listener error; polling");
+                                tokio::time::sleep(poll).await;
+                            }
                         }
-                    }
-                    None => std::future::pending().await,
+                        None => std::future::pending().await,
+                    },
+                    #[cfg(feature = "sqlite")]
+                    Store::Sqlite(outbox) => outbox.wake.notified().await,
                 }
             };
             tokio::select! {
@@ -568,6 +760,6 @@ impl<P: Publisher + 'static> Relay<P> {
                 _ = stop.changed() => break,
             }
         }
-        tracing::debug!(table = %self.outbox.table, "outbox relay stopped");
+        tracing::debug!(table = %self.outbox.table(), "outbox relay stopped");
     }
 }

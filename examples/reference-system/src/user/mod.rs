@@ -53,9 +53,11 @@ impl UserService {
 
     /// Creates a user and publishes `user.created`.
     ///
-    /// NOTE: published right after the insert, not through a transactional outbox: the
-    /// messaging outbox (branch msg-outbox) has not landed yet. A crash between the two loses
-    /// the event.
+    /// NOTE: published right after the insert, not through a transactional outbox, so a
+    /// crash between the two loses the event. `sinew-messaging` has the outbox for both
+    /// databases (`PgOutbox`, `SqliteOutbox`), but its `enqueue` takes a typed
+    /// `PgConnection`/`SqliteConnection` transaction and this store runs on `sqlx::AnyPool`,
+    /// which does not expose one: moving the store to typed pools comes first.
     ///
     /// # Errors
     ///

@@ -160,13 +160,28 @@ impl Bus {
         source: &str,
         event: Event<T>,
     ) -> Result<(), BusError> {
+        let message = self.message(source, event)?;
+        self.publish_message(message).await
+    }
+
+    /// `event` as a message from `source`, with the current correlation ID in its headers
+    /// (for [`publish_message`](Self::publish_message) or an outbox).
+    ///
+    /// # Errors
+    ///
+    /// [`BusError::Encode`] when the event cannot be encoded.
+    pub fn message<T: Serialize>(
+        &self,
+        source: &str,
+        event: Event<T>,
+    ) -> Result<sinew_messaging::Message, BusError> {
         let mut message = event.to_message(source).map_err(BusError::Encode)?;
         if let Some(id) = correlation::current()
             && message.header(CORRELATION_ID).is_none()
         {
             message = message.with_header(CORRELATION_ID, id.as_str());
         }
-        self.publish_message(message).await
+        Ok(message)
     }
 
     /// Publishes a raw message (used for poison events in the demo).
@@ -260,6 +275,17 @@ impl Bus {
             Backend::Memory(b) => b.dead_letters().replay(queue, limit).await,
             #[cfg(feature = "rabbitmq")]
             Backend::Rabbit(b) => b.dead_letters().replay(queue, limit).await,
+        }
+    }
+}
+
+/// The bus publishes through whichever backend it has (the outbox relay uses this).
+impl Publisher for Bus {
+    async fn publish(&self, message: sinew_messaging::Message) -> Result<(), PublishError> {
+        match &self.backend {
+            Backend::Memory(b) => b.publisher().publish(message).await,
+            #[cfg(feature = "rabbitmq")]
+            Backend::Rabbit(b) => b.publisher().publish(message).await,
         }
     }
 }

@@ -22,7 +22,8 @@ use crate::order::payment::PaymentService;
 use crate::upstream::Upstreams;
 use crate::user::UserService;
 use crate::user::grpc::{GrpcUsers, UserServiceServer};
-use crate::user::store::UserStore;
+use crate::user::store::{UserOutbox, UserStore};
+use sinew_messaging::outbox::{PgOutbox, Relay, RelayHandle, SqliteOutbox};
 
 /// Any startup error.
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -106,7 +107,10 @@ impl SystemConfig {
         config
     }
 
-    async fn user_store(&self) -> Result<UserStore, Error> {
+    /// The user store on `DATABASE_URL` (PostgreSQL) or the embedded SQLite file, with its
+    /// transactional outbox, and the relay that publishes the outbox on `bus`. With SQLite,
+    /// run one user-service process per file (one relay per SQLite outbox).
+    async fn user_store(&self, bus: &Bus) -> Result<(UserStore, RelayHandle), Error> {
         sqlx::any::install_default_drivers();
         let url = match &self.database_url {
             Some(url) => url.clone(),
@@ -122,7 +126,54 @@ impl SystemConfig {
             .max_connections(4)
             .connect(&url)
             .await?;
-        Ok(UserStore::open(pool).await?)
+        let store = UserStore::open(pool).await?;
+        let outbox = if url.starts_with("postgres") {
+            let pool = sqlx::postgres::PgPoolOptions::new()
+                .max_connections(4)
+                .connect(&url)
+                .await?;
+            let outbox = PgOutbox::builder(pool).source("user-service").build()?;
+            migrate_racing(|| outbox.migrate()).await?;
+            UserOutbox::Pg(outbox)
+        } else {
+            let options: sqlx::sqlite::SqliteConnectOptions = url.parse()?;
+            let pool = sqlx::sqlite::SqlitePoolOptions::new()
+                .max_connections(4)
+                .connect_with(options.busy_timeout(Duration::from_secs(10)))
+                .await?;
+            let outbox = SqliteOutbox::builder(pool).source("user-service").build()?;
+            outbox.migrate().await?;
+            UserOutbox::Sqlite(outbox)
+        };
+        let relay = match &outbox {
+            UserOutbox::Pg(o) => Relay::builder(o.clone(), bus.clone()),
+            UserOutbox::Sqlite(o) => Relay::builder(o.clone(), bus.clone()),
+        }
+        .poll_interval(Duration::from_millis(500))
+        .build()?
+        .start();
+        Ok((store.with_outbox(outbox), relay))
+    }
+}
+
+/// Replicas starting together race on `CREATE … IF NOT EXISTS` (PostgreSQL can answer a
+/// unique violation on its catalog to the loser): try again a few times.
+async fn migrate_racing<F, Fut>(migrate: F) -> Result<(), sinew_messaging::outbox::OutboxError>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<(), sinew_messaging::outbox::OutboxError>>,
+{
+    let mut attempt = 0;
+    loop {
+        match migrate().await {
+            Ok(()) => return Ok(()),
+            Err(error) if attempt < 5 => {
+                attempt += 1;
+                tracing::debug!(%error, attempt, "creating the outbox table failed; retrying");
+                tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
+            }
+            Err(error) => return Err(error),
+        }
     }
 }
 
@@ -159,6 +210,7 @@ pub struct System {
     pub gateway_config: GatewayConfig,
     subscriptions: Vec<BusSubscription>,
     grpc: tokio::task::JoinHandle<()>,
+    relay: RelayHandle,
     remove_dir: Option<PathBuf>,
 }
 
@@ -176,7 +228,7 @@ impl System {
         )
         .await?;
         let registry = Directory::new();
-        let store = config.user_store().await?;
+        let (store, relay) = config.user_store(&bus).await?;
         let upstreams = Upstreams::new(registry.clone(), Duration::from_secs(5));
 
         let mut users = Vec::new();
@@ -248,6 +300,7 @@ impl System {
             gateway_config: config.gateway,
             subscriptions,
             grpc,
+            relay,
             remove_dir: config.remove_data_dir.then(|| config.data_dir.clone()),
         })
     }
@@ -268,6 +321,7 @@ impl System {
 
     /// Stops everything: subscriptions drain, servers close, instances deregister.
     pub async fn shutdown(self) {
+        self.relay.shutdown(Duration::from_secs(2)).await;
         for subscription in self.subscriptions {
             subscription.shutdown(Duration::from_secs(2)).await;
         }
@@ -341,6 +395,7 @@ pub async fn serve(name: &str, config: SystemConfig) -> Result<(), Error> {
     let upstreams = Upstreams::new(registry.clone(), Duration::from_secs(5));
     let mut subscriptions = Vec::new();
     let mut grpc = None;
+    let mut relay = None;
     let server = match name {
         "gateway" => {
             let listener = TcpListener::bind(addr).await?;
@@ -350,7 +405,8 @@ pub async fn serve(name: &str, config: SystemConfig) -> Result<(), Error> {
             )?
         }
         "user" => {
-            let store = config.user_store().await?;
+            let (store, handle) = config.user_store(&bus).await?;
+            relay = Some(handle);
             let instance = instance_id.clone();
             let listener = TcpListener::bind(config.grpc_addr).await?;
             grpc = Some(spawn_grpc(
@@ -410,6 +466,9 @@ pub async fn serve(name: &str, config: SystemConfig) -> Result<(), Error> {
         && let Err(error) = registration.shutdown().await
     {
         tracing::warn!(%error, "cannot deregister from Consul");
+    }
+    if let Some(relay) = relay {
+        relay.shutdown(Duration::from_secs(5)).await;
     }
     for subscription in subscriptions {
         subscription.shutdown(Duration::from_secs(5)).await;

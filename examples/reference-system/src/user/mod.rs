@@ -51,24 +51,21 @@ impl UserService {
         &self.store
     }
 
-    /// Creates a user and publishes `user.created`.
-    ///
-    /// NOTE: published right after the insert, not through a transactional outbox, so a
-    /// crash between the two loses the event. `sinew-messaging` has the outbox for both
-    /// databases (`PgOutbox`, `SqliteOutbox`), but its `enqueue` takes a typed
-    /// `PgConnection`/`SqliteConnection` transaction and this store runs on `sqlx::AnyPool`,
-    /// which does not expose one: moving the store to typed pools comes first.
+    /// Creates a user and publishes `user.created`: through the store's transactional outbox
+    /// (in the insert's transaction) when it has one, else right after the insert (a crash
+    /// in between would lose the event).
     ///
     /// # Errors
     ///
-    /// [`StoreError`] from the store; a publish failure is logged, not returned.
+    /// [`StoreError`] from the store; a direct publish failure is logged, not returned.
     pub async fn create(
         &self,
         email: &str,
         name: &str,
         password: &str,
     ) -> Result<User, StoreError> {
-        let user = self.store.create(email, name, password).await?;
+        let new = self.store.prepare(email, name, password).await?;
+        let user = &new.user;
         let event = Event::new(
             "user.created",
             user.id.clone(),
@@ -78,11 +75,22 @@ impl UserService {
                 name: user.name.clone(),
             },
         );
-        if let Err(error) = self.bus.publish("user-service", event).await {
+        let message = match self.bus.message("user-service", event) {
+            Ok(m) => Some(m),
+            Err(error) => {
+                tracing::error!(%error, user = %user.id, "cannot encode user.created");
+                None
+            }
+        };
+        let enqueued = self.store.insert(&new, message.as_ref()).await?;
+        if !enqueued
+            && let Some(message) = message
+            && let Err(error) = self.bus.publish_message(message).await
+        {
             tracing::error!(%error, user = %user.id, "cannot publish user.created");
         }
-        tracing::info!(user = %user.id, "user created");
-        Ok(user)
+        tracing::info!(user = %user.id, outbox = enqueued, "user created");
+        Ok(new.user)
     }
 }
 

@@ -4,6 +4,8 @@
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHasher, SaltString, rand_core::OsRng};
 use serde::{Deserialize, Serialize};
+use sinew_messaging::Message;
+use sinew_messaging::outbox::{OutboxError, PgOutbox, SqliteOutbox};
 use sqlx::{AnyPool, Row};
 
 /// A user as every API returns it: never the password or its hash.
@@ -78,6 +80,34 @@ pub fn validate_name(name: &str) -> Result<(), StoreError> {
 #[derive(Debug, Clone)]
 pub struct UserStore {
     pool: AnyPool,
+    outbox: Option<UserOutbox>,
+}
+
+/// The transactional outbox `user.created` goes through, on the store's own database: the
+/// user row and the event commit together, or neither does.
+#[derive(Debug, Clone)]
+pub enum UserOutbox {
+    /// On PostgreSQL (`DATABASE_URL`).
+    Pg(PgOutbox),
+    /// On the embedded SQLite file.
+    Sqlite(SqliteOutbox),
+}
+
+/// A validated user with its password hash, not stored yet; see [`UserStore::prepare`].
+#[derive(Debug)]
+pub struct NewUser {
+    /// The user as it will be stored.
+    pub user: User,
+    hash: String,
+}
+
+const INSERT: &str = "INSERT INTO users (id, email, name, role, password_hash, created_at) VALUES ($1, $2, $3, $4, $5, $6)";
+
+fn outbox_error(error: OutboxError) -> StoreError {
+    match error {
+        OutboxError::Database(e) => StoreError::Database(e),
+        other => StoreError::Database(sqlx::Error::Protocol(other.to_string())),
+    }
 }
 
 fn row_to_user(row: &sqlx::any::AnyRow) -> Result<User, sqlx::Error> {
@@ -115,7 +145,9 @@ impl UserStore {
             .execute(&pool)
             .await;
             match created {
-                Ok(_) => return Ok(Self { pool }),
+                Ok(_) => {
+                    return Ok(Self { pool, outbox: None });
+                }
                 Err(error) if attempt < 5 => {
                     attempt += 1;
                     tracing::debug!(%error, attempt, "creating the users table failed; retrying");
@@ -124,6 +156,19 @@ impl UserStore {
                 Err(error) => return Err(error.into()),
             }
         }
+    }
+
+    /// This store with `outbox` (on the same database, migrated): [`insert`](Self::insert)
+    /// then writes the event in the user's transaction.
+    #[must_use]
+    pub fn with_outbox(mut self, outbox: UserOutbox) -> Self {
+        self.outbox = Some(outbox);
+        self
+    }
+
+    /// The outbox, if any.
+    pub const fn outbox(&self) -> Option<&UserOutbox> {
+        self.outbox.as_ref()
     }
 
     /// Creates a user with role `user`.
@@ -138,6 +183,22 @@ impl UserStore {
         name: &str,
         password: &str,
     ) -> Result<User, StoreError> {
+        let new = self.prepare(email, name, password).await?;
+        self.insert(&new, None).await?;
+        Ok(new.user)
+    }
+
+    /// Validates a new user and hashes the password, without storing anything.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Invalid`] for a bad email, name or password.
+    pub async fn prepare(
+        &self,
+        email: &str,
+        name: &str,
+        password: &str,
+    ) -> Result<NewUser, StoreError> {
         let email = email.trim().to_lowercase();
         validate_email(&email)?;
         validate_name(name)?;
@@ -163,19 +224,60 @@ impl UserStore {
             role: "user".to_owned(),
             created_at: now_millis(),
         };
-        sqlx::query(
-            "INSERT INTO users (id, email, name, role, password_hash, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(&user.id)
-        .bind(&user.email)
-        .bind(&user.name)
-        .bind(&user.role)
-        .bind(&hash)
-        .bind(user.created_at)
-        .execute(&self.pool)
-        .await
-        .map_err(map_unique)?;
-        Ok(user)
+        Ok(NewUser { user, hash })
+    }
+
+    /// Stores `new`, and with an outbox and an `event`, enqueues the event in the same
+    /// transaction (then wakes a SQLite relay). Returns whether the event went to the outbox;
+    /// when it did not, the caller publishes it.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Conflict`] when the email is taken, [`StoreError::Database`] otherwise;
+    /// nothing is stored then.
+    pub async fn insert(&self, new: &NewUser, event: Option<&Message>) -> Result<bool, StoreError> {
+        let (user, hash) = (&new.user, &new.hash);
+        macro_rules! insert_on {
+            ($conn:expr) => {
+                sqlx::query(INSERT)
+                    .bind(&user.id)
+                    .bind(&user.email)
+                    .bind(&user.name)
+                    .bind(&user.role)
+                    .bind(hash)
+                    .bind(user.created_at)
+                    .execute($conn)
+                    .await
+                    .map_err(map_unique)
+            };
+        }
+        match (&self.outbox, event) {
+            (Some(UserOutbox::Pg(outbox)), Some(message)) => {
+                let mut tx = outbox.pool().begin().await?;
+                insert_on!(&mut *tx)?;
+                outbox
+                    .enqueue_message(&mut tx, message)
+                    .await
+                    .map_err(outbox_error)?;
+                tx.commit().await?;
+                Ok(true)
+            }
+            (Some(UserOutbox::Sqlite(outbox)), Some(message)) => {
+                let mut tx = outbox.pool().begin().await?;
+                insert_on!(&mut *tx)?;
+                outbox
+                    .enqueue_message(&mut tx, message)
+                    .await
+                    .map_err(outbox_error)?;
+                tx.commit().await?;
+                outbox.wake();
+                Ok(true)
+            }
+            _ => {
+                insert_on!(&self.pool)?;
+                Ok(false)
+            }
+        }
     }
 
     /// The user `id`.

@@ -9,8 +9,8 @@ use serde_json::{Value, json};
 use sinew_reference_system::system::{System, SystemConfig};
 
 /// A request through the gateway is one trace down to the email service: the gateway's
-/// server span, the user service's server span, the `user.created` producer and the email
-/// service's consumer all share one trace ID, which the welcome email records.
+/// server span, the user service's server span and the email service's consumer share one
+/// trace ID, which the welcome email records; the outbox relay's publish span links to it.
 #[tokio::test(flavor = "current_thread")]
 async fn one_trace_from_gateway_to_email() {
     let (_guard, spans) = sinew_tracing_kit::testing::capture();
@@ -74,9 +74,20 @@ async fn one_trace_from_gateway_to_email() {
         .find(|s| s.name == "POST /api/users")
         .unwrap_or_else(|| panic!("no gateway span in {:?}", spans.names()));
     assert_eq!(gateway.trace_id, trace_id, "gateway and email in one trace");
+    // The user service enqueues `user.created` in its outbox with the request's context; the
+    // relay's publish span (a trace of its own) links to that context, which travels in the
+    // headers, so the consumer is a child of the request's trace.
+    let publish = all
+        .iter()
+        .find(|s| s.name == "publish domain-events:user.created")
+        .unwrap_or_else(|| panic!("no publish span in {:?}", spans.names()));
+    assert!(
+        publish.links.iter().any(|l| l.trace_id == trace_id),
+        "the relay's publish span links to the gateway's trace: {:?}",
+        publish.links
+    );
     for name in [
         "POST /users",
-        "publish domain-events:user.created",
         "process domain-events:user.created:email.welcome",
     ] {
         let span = all

@@ -196,6 +196,8 @@ pub struct System {
     pub users: Vec<Option<Server>>,
     /// The other HTTP services by name.
     pub servers: BTreeMap<&'static str, Server>,
+    /// The user store (shared by the in-process user replicas), with its outbox.
+    pub user_store: UserStore,
     /// The email service.
     pub email: EmailService,
     /// The order service.
@@ -243,7 +245,7 @@ impl System {
         let grpc_addr = grpc_listener.local_addr()?;
         let grpc = spawn_grpc(
             grpc_listener,
-            UserService::new(store, bus.clone(), "user-grpc"),
+            UserService::new(store.clone(), bus.clone(), "user-grpc"),
         );
 
         let email = EmailService::new();
@@ -292,6 +294,7 @@ impl System {
             grpc_addr,
             users,
             servers,
+            user_store: store,
             email,
             orders,
             inventory,

@@ -56,3 +56,45 @@ async fn a_duplicated_user_created_sends_one_email() {
     );
     system.shutdown().await;
 }
+
+/// `user.created` goes through the user store's SQLite outbox: a created user's event is
+/// published once and its row marked sent; a create that fails (email taken) leaves nothing
+/// in the outbox and sends no email.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_created_goes_through_the_outbox_once() {
+    use sinew_reference_system::user::UserService;
+    use sinew_reference_system::user::store::{StoreError, UserOutbox};
+
+    let system = System::start(SystemConfig::embedded()).await.unwrap();
+    let Some(UserOutbox::Sqlite(outbox)) = system.user_store.outbox() else {
+        panic!("the embedded default has a SQLite outbox");
+    };
+    let service = UserService::new(system.user_store.clone(), system.bus.clone(), "test");
+    service
+        .create("outbox@example.com", "Out", "long enough password")
+        .await
+        .unwrap();
+    let again = service
+        .create("outbox@example.com", "Again", "long enough password")
+        .await;
+    assert!(matches!(again, Err(StoreError::Conflict)), "{again:?}");
+    let mut sent = 0;
+    for _ in 0..250 {
+        let stats = outbox.stats().await.unwrap();
+        let mails = system
+            .email
+            .sent()
+            .iter()
+            .filter(|m| m.to == "outbox@example.com")
+            .count();
+        if stats.sent >= 1 && stats.pending == 0 && mails >= 1 {
+            sent = mails;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let stats = outbox.stats().await.unwrap();
+    assert_eq!((stats.pending, stats.failed, stats.sent), (0, 0, 1));
+    assert_eq!(sent, 1, "one welcome email");
+    system.shutdown().await;
+}

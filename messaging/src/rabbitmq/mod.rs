@@ -42,18 +42,26 @@
 //!   queue), replayed by a confirmed publish to `{queue}` through the default exchange, with
 //!   the original routing key kept, then acked.
 //!
-//! - **Reconnecting publishes**: a publish (or declaration) that finds the publish channel
-//!   or connection closed opens a new one first (one attempt; when it fails, the publish fails
-//!   with the retryable [`PublishError::ConnectionLost`]). Publishes whose confirm was lost
-//!   with the old connection fail with `ConnectionLost` too: publish them again with the same
-//!   message ID.
+//! - **Publishing through an outage**: a supervisor task owns the publish connection. When
+//!   it drops (or a publish reports its channel broken), the supervisor reconnects with
+//!   backoff and jitter (100 ms doubling to 5 s), puts the new channel in confirm mode and
+//!   re-declares the exchange. Meanwhile a publish waits, for up to its deadline
+//!   ([`publish_deadline`](RabbitBrokerBuilder::publish_deadline), 30 s by default, or per
+//!   call: [`RabbitPublisher::deadline`], [`RabbitPublisher::publish_within`]), holding a
+//!   place in a bounded buffer ([`outage_buffer`](RabbitBrokerBuilder::outage_buffer),
+//!   10 000 by default). Nothing is dropped silently and memory stays bounded: when the
+//!   deadline passes the publish fails with [`PublishError::DeadlineExceeded`], when the
+//!   buffer is full with [`PublishError::BufferFull`], both retryable. A publish whose
+//!   confirm was lost with the connection is published again, with the same message ID, on
+//!   the next one (at least once; consumers deduplicate with an
+//!   [inbox](crate::inbox)). The consume connection has its own watcher and reconnects the
+//!   same way, also while no subscription runs.
 //!
 //! - **Health**: [`RabbitBroker::health`] tells whether each connection is open
-//!   ([`Health::is_ready`]: both).
+//!   ([`Health::is_ready`]: both), how often each was re-established, and how many
+//!   publishes were sent again after a lost confirm.
 //!
-//! Not yet: waiting out a broker outage up to a caller deadline on a bounded buffer,
-//! republishing lost confirms automatically, reconnect metrics, and RabbitMQ 4.3's
-//! `x-delayed-retry-*`.
+//! Not yet: RabbitMQ 4.3's `x-delayed-retry-*`.
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -90,22 +98,27 @@
 
 mod consumer;
 pub mod error;
+mod link;
 mod topology;
 mod wire;
 
 use std::collections::BTreeSet;
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use lapin::options::{
-    BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions,
-    ExchangeDeleteOptions, QueueDeclareOptions, QueueDeleteOptions,
+    BasicGetOptions, BasicPublishOptions, ExchangeDeleteOptions, QueueDeclareOptions,
+    QueueDeleteOptions,
 };
-use lapin::types::{FieldTable, LongString};
-use lapin::{Channel, Confirmation, Connection, ConnectionProperties, ExchangeKind};
+use lapin::types::FieldTable;
+use lapin::{Channel, Confirmation, Connection};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use self::link::{LinkError, PublishLink, REPLY_SUCCESS, WaitError, connect};
 
 pub use self::error::ConnectError;
 use crate::dead_letter::{DeadLetter, DeadLetterError, DeadLetters};
@@ -119,8 +132,8 @@ use crate::subscriber::{
 const DEFAULT_EXCHANGE: &str = "domain-events";
 const DEFAULT_APP_ID: &str = "sinew";
 const DEFAULT_CONFIRM_WINDOW: usize = 256;
-/// `connection.close` reply code for a normal close.
-const REPLY_SUCCESS: u16 = 200;
+const DEFAULT_PUBLISH_DEADLINE: Duration = Duration::from_secs(30);
+const DEFAULT_OUTAGE_BUFFER: usize = 10_000;
 
 /// A connection to RabbitMQ: a publish connection and a consume connection.
 ///
@@ -149,6 +162,8 @@ impl RabbitBroker {
             exchange: DEFAULT_EXCHANGE.to_owned(),
             app_id: DEFAULT_APP_ID.to_owned(),
             confirm_window: DEFAULT_CONFIRM_WINDOW,
+            publish_deadline: DEFAULT_PUBLISH_DEADLINE,
+            outage_buffer: DEFAULT_OUTAGE_BUFFER,
         }
     }
 
@@ -160,6 +175,7 @@ impl RabbitBroker {
     /// A publisher to the exchange.
     pub fn publisher(&self) -> RabbitPublisher {
         RabbitPublisher {
+            deadline: self.inner.publish_deadline,
             inner: self.inner.clone(),
         }
     }
@@ -231,24 +247,28 @@ impl RabbitBroker {
         Ok(queues.len())
     }
 
-    /// Whether the publish and consume connections are up right now.
+    /// Whether the publish and consume connections are up right now, and how often they were
+    /// re-established.
     ///
-    /// A dropped connection is re-opened by the next publish or consumer restart, so a
-    /// `false` here is transient unless the broker stays unreachable.
+    /// A dropped publish connection is re-opened by the supervisor, a dropped consume
+    /// connection by the subscriptions, so a `false` here is transient unless the broker
+    /// stays unreachable.
     pub async fn health(&self) -> Health {
-        let publish = {
-            let side = self.inner.publish.lock().await;
-            side.connection.status().connected() && side.channel.status().connected()
-        };
         let consume = self.inner.consume.lock().await.status().connected();
-        Health { publish, consume }
+        Health {
+            publish: self.inner.link.is_up(),
+            consume,
+            publish_reconnects: self.inner.link.reconnects(),
+            consume_reconnects: self.inner.consume_reconnects.load(Ordering::Relaxed),
+            republished: self.inner.republished.load(Ordering::Relaxed),
+        }
     }
 
-    /// Closes the publish connection, as a network failure would. Publishes waiting for a
-    /// confirm fail with the retryable [`PublishError::ConnectionLost`]; the next publish
-    /// opens a new connection. For fault-injection tests.
+    /// Closes the publish connection, as a network failure would. The supervisor reconnects;
+    /// publishes whose confirm was lost are published again (same message ID) on the new
+    /// connection. For fault-injection tests.
     pub async fn drop_publish_connection(&self) {
-        self.inner.drop_publish_connection().await;
+        self.inner.link.drop_connection().await;
     }
 
     /// Closes the consume connection, as a network failure would. Every subscription
@@ -266,6 +286,13 @@ pub struct Health {
     pub publish: bool,
     /// The consume connection is open.
     pub consume: bool,
+    /// How many times the publish connection or channel was re-established.
+    pub publish_reconnects: u64,
+    /// How many times the consume connection was re-established.
+    pub consume_reconnects: u64,
+    /// How many publishes were sent again, with the same message ID, because their confirm
+    /// was lost with a connection or channel.
+    pub republished: u64,
 }
 
 impl Health {
@@ -279,13 +306,16 @@ impl Health {
 ///
 /// # Default
 ///
-/// Exchange `domain-events`, app ID `sinew`, 256 publisher confirms in flight.
+/// Exchange `domain-events`, app ID `sinew`, 256 publisher confirms in flight, a publish
+/// deadline of 30 s, and at most 10 000 publishes waiting out an outage.
 #[derive(Debug, Clone)]
 pub struct RabbitBrokerBuilder {
     uri: String,
     exchange: String,
     app_id: String,
     confirm_window: usize,
+    publish_deadline: Duration,
+    outage_buffer: usize,
 }
 
 impl RabbitBrokerBuilder {
@@ -307,92 +337,90 @@ impl RabbitBrokerBuilder {
         self
     }
 
-    /// Connects, puts the publish channel in confirm mode and declares the exchange (durable,
-    /// topic).
+    /// How long a publish may wait, in all, for the broker: for the connection to come back
+    /// during an outage, for a place in the confirm window, and for the confirm. After it,
+    /// the publish fails with the retryable [`PublishError::DeadlineExceeded`]. Per call:
+    /// [`RabbitPublisher::deadline`] and [`RabbitPublisher::publish_within`].
+    pub const fn publish_deadline(mut self, deadline: Duration) -> Self {
+        self.publish_deadline = deadline;
+        self
+    }
+
+    /// How many publishes may wait for the publish connection to come back during an outage.
+    /// One more fails at once with the retryable [`PublishError::BufferFull`], so an outage
+    /// never grows memory without bound. Each waiting publish holds its own message; nothing
+    /// is copied.
+    pub const fn outage_buffer(mut self, publishes: usize) -> Self {
+        self.outage_buffer = publishes;
+        self
+    }
+
+    /// Connects, puts the publish channel in confirm mode, declares the exchange (durable,
+    /// topic) and starts the publish connection's supervisor.
     ///
     /// # Errors
     ///
-    /// [`ConnectError::Config`] for an empty exchange or a zero window,
+    /// [`ConnectError::Config`] for an empty exchange or a zero window, deadline or buffer,
     /// [`ConnectError::Connection`] when the broker cannot be reached or refuses.
     pub async fn connect(self) -> Result<RabbitBroker, ConnectError> {
         if self.exchange.is_empty() {
             return Err(ConfigError::Missing { field: "exchange" }.into());
         }
-        if self.confirm_window == 0 {
-            return Err(ConfigError::Zero {
-                field: "confirm_window",
+        for (field, zero) in [
+            ("confirm_window", self.confirm_window == 0),
+            ("publish_deadline", self.publish_deadline.is_zero()),
+            ("outage_buffer", self.outage_buffer == 0),
+        ] {
+            if zero {
+                return Err(ConfigError::Zero { field }.into());
             }
-            .into());
         }
-        let publish = Arc::new(
-            connect(&self.uri, &self.app_id, "publish")
-                .await
-                .map_err(|e| ConnectError::connection("publish connection", e))?,
-        );
-        let side = PublishSide::open(publish, &self.exchange)
+        let link = PublishLink::start(self.uri.clone(), self.app_id.clone(), self.exchange.clone())
             .await
             .map_err(|(stage, e)| ConnectError::connection(stage, e))?;
         let consume = connect(&self.uri, &self.app_id, "consume")
             .await
             .map_err(|e| ConnectError::connection("consume connection", e))?;
-        Ok(RabbitBroker {
-            inner: Arc::new(Inner {
-                uri: self.uri,
-                exchange: self.exchange,
-                app_id: self.app_id,
-                publish: tokio::sync::Mutex::new(Arc::new(side)),
-                window: Semaphore::new(self.confirm_window),
-                consume: tokio::sync::Mutex::new(Arc::new(consume)),
-                declared: Mutex::new(BTreeSet::new()),
-            }),
-        })
+        let inner = Arc::new(Inner {
+            uri: self.uri,
+            exchange: self.exchange,
+            app_id: self.app_id,
+            link,
+            window: Semaphore::new(self.confirm_window),
+            outage: Semaphore::new(self.outage_buffer),
+            outage_buffer: self.outage_buffer,
+            publish_deadline: self.publish_deadline,
+            republished: AtomicU64::new(0),
+            consume: tokio::sync::Mutex::new(Arc::new(consume)),
+            consume_reconnects: AtomicU64::new(0),
+            declared: Mutex::new(BTreeSet::new()),
+        });
+        tokio::spawn(watch_consume(Arc::downgrade(&inner)));
+        Ok(RabbitBroker { inner })
     }
 }
 
-async fn connect(uri: &str, app_id: &str, role: &str) -> Result<Connection, lapin::Error> {
-    let properties = ConnectionProperties::default()
-        .with_connection_name(LongString::from(format!("{app_id}-{role}")));
-    Connection::connect(uri, properties).await
-}
-
-/// The publish connection and its channel in confirm mode.
-struct PublishSide {
-    connection: Arc<Connection>,
-    channel: Channel,
-}
-
-impl PublishSide {
-    /// Opens a channel on `connection`, puts it in confirm mode and declares the exchange
-    /// (durable, topic); on failure, says which of these failed.
-    async fn open(
-        connection: Arc<Connection>,
-        exchange: &str,
-    ) -> Result<Self, (&'static str, lapin::Error)> {
-        let channel = connection
-            .create_channel()
-            .await
-            .map_err(|e| ("publish connection", e))?;
-        channel
-            .confirm_select(ConfirmSelectOptions::default())
-            .await
-            .map_err(|e| ("confirm mode", e))?;
-        let options = ExchangeDeclareOptions {
-            durable: true,
-            ..ExchangeDeclareOptions::default()
+/// Re-opens the consume connection when it drops, also while no subscription needs it (so
+/// that readiness comes back after an outage), with backoff and jitter. Subscriptions
+/// re-open it by themselves too. Stops once the broker is dropped.
+async fn watch_consume(inner: std::sync::Weak<Inner>) {
+    let mut rng = fastrand::Rng::new();
+    let mut backoff = link::MIN_BACKOFF;
+    loop {
+        tokio::time::sleep(link::POLL).await;
+        let Some(broker) = inner.upgrade() else {
+            return;
         };
-        channel
-            .exchange_declare(
-                exchange.into(),
-                ExchangeKind::Topic,
-                options,
-                FieldTable::default(),
-            )
-            .await
-            .map_err(|e| ("exchange declaration", e))?;
-        Ok(Self {
-            connection,
-            channel,
-        })
+        if broker.consume.lock().await.status().connected() {
+            backoff = link::MIN_BACKOFF;
+            continue;
+        }
+        if let Err(e) = broker.consume_connection().await {
+            tracing::warn!(exchange = %broker.exchange, error = %e, ?backoff, "consume reconnect failed");
+            drop(broker);
+            tokio::time::sleep(backoff.mul_f64(0.5 + rng.f64() / 2.0)).await;
+            backoff = backoff.saturating_mul(2).min(link::MAX_BACKOFF);
+        }
     }
 }
 
@@ -404,9 +432,16 @@ pub(crate) struct Inner {
     uri: String,
     exchange: String,
     app_id: String,
-    publish: tokio::sync::Mutex<Arc<PublishSide>>,
+    link: Arc<PublishLink>,
+    /// Publishes waiting for their confirm.
     window: Semaphore,
+    /// Publishes waiting for the publish connection to come back.
+    outage: Semaphore,
+    outage_buffer: usize,
+    publish_deadline: Duration,
+    republished: AtomicU64,
     consume: tokio::sync::Mutex<Arc<Connection>>,
+    consume_reconnects: AtomicU64,
     declared: Mutex<BTreeSet<String>>,
 }
 
@@ -417,43 +452,21 @@ impl Inner {
 
     /// A short-lived channel for declarations and `basic.get`, so that a channel error (a
     /// 406 or 404) never closes the publish channel.
+    ///
+    /// Opened on the publish connection; waits for it up to the publish deadline.
     async fn admin_channel(&self) -> Result<Channel, SubscribeError> {
-        let side = self
-            .publish_side()
-            .await
-            .map_err(|_| SubscribeError::Connection)?;
+        let side = match self.link.current() {
+            Some(side) => side,
+            None => self
+                .link
+                .wait_up(None, Instant::now() + self.publish_deadline)
+                .await
+                .map_err(|_| SubscribeError::Connection)?,
+        };
         side.connection
             .create_channel()
             .await
             .map_err(|_| SubscribeError::Connection)
-    }
-
-    /// The publish side, re-opened first if its connection or channel is closed: a new
-    /// channel (confirm mode, exchange re-declared) on a live connection, or a new connection.
-    async fn publish_side(&self) -> Result<Arc<PublishSide>, lapin::Error> {
-        let mut side = self.publish.lock().await;
-        if !side.channel.status().connected() {
-            let connection = if side.connection.status().connected() {
-                side.connection.clone()
-            } else {
-                Arc::new(connect(&self.uri, &self.app_id, "publish").await?)
-            };
-            *side = Arc::new(
-                PublishSide::open(connection, &self.exchange)
-                    .await
-                    .map_err(|(_, e)| e)?,
-            );
-            tracing::info!(exchange = %self.exchange, "publish channel re-established");
-        }
-        Ok(side.clone())
-    }
-
-    async fn drop_publish_connection(&self) {
-        let side = self.publish.lock().await.clone();
-        let _ = side
-            .connection
-            .close(REPLY_SUCCESS, "closed by drop_publish_connection".into())
-            .await;
     }
 
     async fn declare(&self, config: &SubscriptionConfig) -> Result<(), SubscribeError> {
@@ -481,58 +494,115 @@ impl Inner {
         Ok(name)
     }
 
-    /// Publishes with `mandatory` and waits for the confirm, within the window.
+    /// Publishes with `mandatory` and waits for the confirm, within the window, for up to
+    /// `deadline` in all.
+    ///
+    /// While the publish connection is down it waits for the supervisor to bring it back,
+    /// holding a place in the bounded outage buffer. A publish whose confirm is lost with
+    /// the connection or channel is published again, with the same message ID, on the next
+    /// one: at least once, or [`PublishError::DeadlineExceeded`].
     async fn publish_to(
         &self,
         exchange: &str,
         routing_key: &str,
         message: &Message,
+        deadline: Duration,
     ) -> Result<(), PublishError> {
-        let _permit = self
-            .window
-            .acquire()
-            .await
-            .map_err(|_| PublishError::Closed)?;
+        let until = Instant::now() + deadline;
+        let late = || PublishError::DeadlineExceeded { deadline };
         let properties = wire::properties(message, &self.app_id, exchange.is_empty());
         let options = BasicPublishOptions {
             mandatory: true,
             ..BasicPublishOptions::default()
         };
-        let side = self
-            .publish_side()
-            .await
-            .map_err(|_| PublishError::ConnectionLost)?;
-        let confirm = side
-            .channel
-            .basic_publish(
-                exchange.into(),
-                routing_key.into(),
-                options,
-                message.body(),
-                properties,
-            )
-            .await
-            .map_err(|_| PublishError::ConnectionLost)?;
-        match confirm.await.map_err(|_| PublishError::ConnectionLost)? {
-            Confirmation::Ack(None) => Ok(()),
-            Confirmation::Ack(Some(_)) | Confirmation::Nack(Some(_)) => {
-                Err(PublishError::Unroutable {
-                    exchange: exchange.to_owned(),
-                    routing_key: routing_key.to_owned(),
+        let mut failed_on: Option<u64> = None;
+        let mut outage_slot = None;
+        loop {
+            let side = match self
+                .link
+                .current()
+                .filter(|s| failed_on.is_none_or(|g| s.generation > g))
+            {
+                Some(side) => side,
+                None => {
+                    if outage_slot.is_none() {
+                        outage_slot = Some(self.outage.try_acquire().map_err(|_| {
+                            PublishError::BufferFull {
+                                capacity: self.outage_buffer,
+                            }
+                        })?);
+                    }
+                    self.link
+                        .wait_up(failed_on, until)
+                        .await
+                        .map_err(|e| match e {
+                            WaitError::Deadline => late(),
+                            WaitError::Closed => PublishError::Closed,
+                        })?
+                }
+            };
+            let confirmation = tokio::time::timeout_at(until, async {
+                let _permit = self
+                    .window
+                    .acquire()
+                    .await
+                    .map_err(|_| PublishError::Closed)?;
+                let confirm = side
+                    .channel
+                    .basic_publish(
+                        exchange.into(),
+                        routing_key.into(),
+                        options,
+                        message.body(),
+                        properties.clone(),
+                    )
+                    .await;
+                Ok(match confirm {
+                    Ok(confirm) => confirm.await.ok(),
+                    Err(_) => None,
                 })
-            }
-            Confirmation::Nack(None) | Confirmation::NotRequested => Err(PublishError::Nacked),
+            })
+            .await
+            .map_err(|_| late())??;
+            let Some(confirmation) = confirmation else {
+                // The confirm is lost with the channel or connection: publish again, with
+                // the same message ID, once the supervisor has a new one.
+                self.link.report_broken(&side);
+                failed_on = Some(side.generation);
+                self.republished.fetch_add(1, Ordering::Relaxed);
+                continue;
+            };
+            return match confirmation {
+                Confirmation::Ack(None) => Ok(()),
+                Confirmation::Ack(Some(_)) | Confirmation::Nack(Some(_)) => {
+                    Err(PublishError::Unroutable {
+                        exchange: exchange.to_owned(),
+                        routing_key: routing_key.to_owned(),
+                    })
+                }
+                Confirmation::Nack(None) | Confirmation::NotRequested => Err(PublishError::Nacked),
+            };
         }
     }
 
-    /// A channel on the consume connection, reconnecting first if it is closed.
-    async fn consume_channel(&self) -> Result<Channel, lapin::Error> {
+    /// The consume connection, re-opened first if it is closed.
+    async fn consume_connection(&self) -> Result<Arc<Connection>, LinkError> {
         let mut connection = self.consume.lock().await;
         if !connection.status().connected() {
             *connection = Arc::new(connect(&self.uri, &self.app_id, "consume").await?);
+            self.consume_reconnects.fetch_add(1, Ordering::Relaxed);
             tracing::info!(exchange = %self.exchange, "consume connection re-established");
         }
-        connection.create_channel().await
+        Ok(connection.clone())
+    }
+
+    /// A channel on the consume connection, reconnecting first if it is closed.
+    async fn consume_channel(&self) -> Result<Channel, LinkError> {
+        self.consume_connection()
+            .await?
+            .create_channel()
+            .await
+            .map_err(LinkError::Lapin)
     }
 
     async fn drop_consume_connection(&self) {
@@ -550,6 +620,38 @@ impl Inner {
 #[derive(Clone)]
 pub struct RabbitPublisher {
     inner: Arc<Inner>,
+    deadline: Duration,
+}
+
+impl RabbitPublisher {
+    /// This publisher with another publish deadline (see
+    /// [`RabbitBrokerBuilder::publish_deadline`]); a zero deadline is read as 1 ms.
+    #[must_use]
+    pub fn deadline(mut self, deadline: Duration) -> Self {
+        self.deadline = deadline.max(Duration::from_millis(1));
+        self
+    }
+
+    /// Publishes one message, waiting for the broker for up to `deadline` instead of this
+    /// publisher's deadline.
+    ///
+    /// # Errors
+    ///
+    /// As [`Publisher::publish`]; [`PublishError::DeadlineExceeded`] once `deadline` passed.
+    pub async fn publish_within(
+        &self,
+        message: Message,
+        deadline: Duration,
+    ) -> Result<(), PublishError> {
+        self.inner
+            .publish_to(
+                &self.inner.exchange,
+                message.routing_key(),
+                &message,
+                deadline,
+            )
+            .await
+    }
 }
 
 impl fmt::Debug for RabbitPublisher {
@@ -562,9 +664,7 @@ impl fmt::Debug for RabbitPublisher {
 
 impl Publisher for RabbitPublisher {
     async fn publish(&self, message: Message) -> Result<(), PublishError> {
-        self.inner
-            .publish_to(&self.inner.exchange, message.routing_key(), &message)
-            .await
+        self.publish_within(message, self.deadline).await
     }
 }
 
@@ -710,7 +810,13 @@ impl DeadLetters for RabbitDeadLetters {
             message
                 .headers_mut()
                 .retain(|name, _| !name.starts_with("messaging-"));
-            if self.inner.publish_to("", queue, &message).await.is_err() {
+            let deadline = self.inner.publish_deadline;
+            if self
+                .inner
+                .publish_to("", queue, &message, deadline)
+                .await
+                .is_err()
+            {
                 break;
             }
             if got

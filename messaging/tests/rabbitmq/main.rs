@@ -8,6 +8,8 @@
 #![cfg(all(feature = "rabbitmq", feature = "testing"))]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod proxy;
+
 use std::future::Future;
 use std::net::{SocketAddr, TcpStream};
 use std::panic::AssertUnwindSafe;
@@ -304,23 +306,20 @@ async fn publishing_recovers_after_the_publish_connection_drops() {
         broker.drop_publish_connection().await;
         let results = batch.await.unwrap();
 
-        // Every publish either was confirmed or failed as retryable; republish the failed
-        // ones with the same message ID on the re-opened connection.
-        let mut failed = 0u32;
-        for (message, result) in messages.iter().zip(results) {
-            if let Err(e) = result {
-                assert!(e.is_retryable(), "a lost confirm is retryable: {e:?}");
-                failed += 1;
-                broker.publisher().publish(message.clone()).await.unwrap();
-            }
+        // Publishes whose confirm was lost with the connection were published again, with
+        // the same message ID, on the connection the supervisor opened: all succeed.
+        for result in &results {
+            assert_eq!(result, &Ok(()));
         }
-        // Whatever the timing, the connection is closed now and the next publish re-opens it.
         broker.publisher().publish(event(&key, 2000)).await.unwrap();
+        let health = broker.health().await;
+        assert!(health.publish_reconnects >= 1, "{health:?}");
         // Nothing is lost; a message whose confirm was lost may be there twice.
         let depth = broker.queue_depth(&cfg.queue()).await.unwrap().unwrap();
+        let republished = u32::try_from(health.republished).unwrap();
         assert!(
-            (2001..=2001 + failed).contains(&depth),
-            "depth {depth} with {failed} republished"
+            (2001..=2001 + republished).contains(&depth),
+            "depth {depth} with {republished} republished"
         );
     })
     .await;
@@ -469,4 +468,133 @@ async fn health_follows_the_connections() {
         assert!(sub.shutdown(WAIT).await.drained());
     })
     .await;
+}
+
+/// Connects through `proxy` on a throw-away exchange.
+async fn broker_via(proxy: &proxy::Proxy, buffer: usize) -> RabbitBroker {
+    RabbitBroker::builder(proxy.uri())
+        .exchange(format!("sinew-test-{}", unique()))
+        .app_id(unique())
+        .outage_buffer(buffer)
+        .connect()
+        .await
+        .unwrap()
+}
+
+/// Waits until the broker reports its publish connection `up` (or not).
+async fn until_publish_up(broker: &RabbitBroker, up: bool) {
+    timeout(WAIT, async {
+        while broker.health().await.publish != up {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the publish connection changes state");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn publishes_wait_out_an_outage() {
+    if let Err(reason) = broker_or_skip() {
+        eprintln!("{reason}");
+        return;
+    }
+    let proxy = proxy::Proxy::start().await;
+    let broker = broker_via(&proxy, 1000).await;
+    let run = AssertUnwindSafe(async {
+        let key = format!("{}.created", unique());
+        let cfg = config(&key);
+        broker.subscriber().declare(&cfg).await.unwrap();
+        proxy.down();
+        until_publish_up(&broker, false).await;
+
+        let messages: Vec<Message> = (0..50).map(|n| event(&key, n)).collect();
+        let publisher = broker.publisher().deadline(Duration::from_secs(60));
+        let waiting = tokio::spawn(async move { publisher.publish_batch(messages).await });
+        // While the broker is unreachable, the publishes wait; none fails.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(!waiting.is_finished(), "publishes wait for the broker");
+        assert!(!broker.health().await.is_ready());
+
+        proxy.up();
+        let results = timeout(WAIT, waiting).await.unwrap().unwrap();
+        assert!(results.iter().all(Result::is_ok), "{results:?}");
+        // Both connections come back by themselves, without a subscription asking.
+        timeout(WAIT, async {
+            while !broker.health().await.is_ready() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .expect("ready again");
+        let health = broker.health().await;
+        assert!(health.publish_reconnects >= 1, "{health:?}");
+        assert!(health.consume_reconnects >= 1, "{health:?}");
+        assert_eq!(broker.queue_depth(&cfg.queue()).await.unwrap(), Some(50));
+    })
+    .catch_unwind()
+    .await;
+    proxy.up();
+    broker.delete_topology().await.unwrap();
+    if let Err(panic) = run {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_outage_longer_than_the_deadline_or_the_buffer_is_a_typed_error() {
+    if let Err(reason) = broker_or_skip() {
+        eprintln!("{reason}");
+        return;
+    }
+    let proxy = proxy::Proxy::start().await;
+    let broker = broker_via(&proxy, 4).await;
+    let run = AssertUnwindSafe(async {
+        let key = format!("{}.created", unique());
+        let cfg = config(&key);
+        broker.subscriber().declare(&cfg).await.unwrap();
+        proxy.down();
+        until_publish_up(&broker, false).await;
+
+        // The deadline passes: a retryable, typed error, nothing sent.
+        let err = broker
+            .publisher()
+            .publish_within(event(&key, 0), Duration::from_millis(300))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err,
+            PublishError::DeadlineExceeded {
+                deadline: Duration::from_millis(300)
+            }
+        );
+        assert!(err.is_retryable());
+
+        // Four publishes fill the buffer; the fifth fails at once. Polling each publish once
+        // makes it take its place in the buffer.
+        let publisher = broker.publisher().deadline(Duration::from_secs(60));
+        let mut waiting = Vec::new();
+        for n in 1..=4 {
+            let mut publish = Box::pin(publisher.publish(event(&key, n)));
+            let first =
+                std::future::poll_fn(|cx| std::task::Poll::Ready(publish.as_mut().poll(cx))).await;
+            assert!(first.is_pending(), "waits for the broker: {first:?}");
+            waiting.push(publish);
+        }
+        let err = publisher.publish(event(&key, 99)).await.unwrap_err();
+        assert_eq!(err, PublishError::BufferFull { capacity: 4 });
+        assert!(err.is_retryable());
+
+        proxy.up();
+        for w in waiting {
+            timeout(WAIT, w).await.unwrap().unwrap();
+        }
+        assert_eq!(broker.queue_depth(&cfg.queue()).await.unwrap(), Some(4));
+    })
+    .catch_unwind()
+    .await;
+    proxy.up();
+    broker.delete_topology().await.unwrap();
+    if let Err(panic) = run {
+        std::panic::resume_unwind(panic);
+    }
 }

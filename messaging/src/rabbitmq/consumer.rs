@@ -119,7 +119,13 @@ async fn open<H>(ctx: &Ctx<H>, declare: bool) -> Result<(Channel, Consumer), Sub
         .await
         .map_err(|_| SubscribeError::Connection)?;
     if declare {
-        topology::declare(&channel, &ctx.broker.exchange, &ctx.config).await?;
+        topology::declare(
+            &channel,
+            &ctx.broker.exchange,
+            &ctx.config,
+            ctx.broker.delivery_limit,
+        )
+        .await?;
     }
     channel
         .basic_qos(ctx.config.prefetch(), BasicQosOptions::default())

@@ -15,7 +15,8 @@
 //! - **Topology**, declared idempotently by [`Subscriber::declare`] and
 //!   [`Subscriber::subscribe`] (again after a consumer reconnects): the durable topic
 //!   exchange (at connect); per subscription the quorum queue `{service}.{subscription}`
-//!   bound by its routing keys, the quorum queue `{queue}.dlq`, and one classic queue
+//!   bound by its routing keys (with `x-delivery-limit`, see below), the quorum queue
+//!   `{queue}.dlq`, and one classic queue
 //!   `{queue}.retry.{n}` per configured delay with `x-message-ttl` = that delay,
 //!   `x-dead-letter-exchange = ""` and `x-dead-letter-routing-key = {queue}`, so expired
 //!   messages return to the subscription queue without any plugin. A delay a handler asks for
@@ -24,6 +25,16 @@
 //!   queue and the first differing argument the broker reports. Only what the broker reports
 //!   is caught: RabbitMQ 3.10, for one, accepts a retry-tier declaration (classic arguments)
 //!   over an existing quorum queue of the same name without a 406.
+//! - **Delivery limit**: the subscription queue has `x-delivery-limit`
+//!   ([`delivery_limit`](RabbitBrokerBuilder::delivery_limit), 20 by default) and
+//!   dead-letters through the default exchange into `{queue}.dlq` (`at-least-once`
+//!   dead-lettering, so with `x-overflow = reject-publish`). The crate's retry policy never
+//!   requeues a failed message, so only messages that keep coming back unsettled (a handler
+//!   that crashes the process, a connection that keeps dropping mid-handler) reach it; they
+//!   land in the dead-letter queue with error type `delivery-limit` instead of looping.
+//!   The dead-letter queue has no limit of its own: RabbitMQ 4's default limit of 20 on
+//!   quorum queues would apply to it, so do not list a dead-letter queue more than that
+//!   many times on RabbitMQ 4 without replaying it.
 //! - **Consuming** ([`RabbitSubscription`]): `basic.qos(prefetch)` per consumer, at most
 //!   `concurrency` handlers at once (or one sequential lane per aggregate-ID hash), and the
 //!   shared failure policy. Its settlement is carried out on the channel that received the
@@ -134,6 +145,7 @@ const DEFAULT_APP_ID: &str = "sinew";
 const DEFAULT_CONFIRM_WINDOW: usize = 256;
 const DEFAULT_PUBLISH_DEADLINE: Duration = Duration::from_secs(30);
 const DEFAULT_OUTAGE_BUFFER: usize = 10_000;
+const DEFAULT_DELIVERY_LIMIT: u32 = 20;
 
 /// A connection to RabbitMQ: a publish connection and a consume connection.
 ///
@@ -164,6 +176,7 @@ impl RabbitBroker {
             confirm_window: DEFAULT_CONFIRM_WINDOW,
             publish_deadline: DEFAULT_PUBLISH_DEADLINE,
             outage_buffer: DEFAULT_OUTAGE_BUFFER,
+            delivery_limit: DEFAULT_DELIVERY_LIMIT,
         }
     }
 
@@ -307,7 +320,8 @@ impl Health {
 /// # Default
 ///
 /// Exchange `domain-events`, app ID `sinew`, 256 publisher confirms in flight, a publish
-/// deadline of 30 s, and at most 10 000 publishes waiting out an outage.
+/// deadline of 30 s, at most 10 000 publishes waiting out an outage, and a delivery limit
+/// of 20 on subscription queues.
 #[derive(Debug, Clone)]
 pub struct RabbitBrokerBuilder {
     uri: String,
@@ -316,6 +330,7 @@ pub struct RabbitBrokerBuilder {
     confirm_window: usize,
     publish_deadline: Duration,
     outage_buffer: usize,
+    delivery_limit: u32,
 }
 
 impl RabbitBrokerBuilder {
@@ -355,6 +370,17 @@ impl RabbitBrokerBuilder {
         self
     }
 
+    /// The `x-delivery-limit` of every subscription queue (quorum): how often the broker
+    /// may deliver a message again after it came back unsettled (a consumer crash, a dropped
+    /// connection, a requeue) before it dead-letters the message into `{queue}.dlq` by
+    /// itself. A second safety net against hot loops, under the crate's own retry policy,
+    /// which never requeues a failed message. Queues that exist with another limit are a
+    /// [`SubscribeError::TopologyMismatch`] naming `x-delivery-limit`.
+    pub const fn delivery_limit(mut self, redeliveries: u32) -> Self {
+        self.delivery_limit = redeliveries;
+        self
+    }
+
     /// Connects, puts the publish channel in confirm mode, declares the exchange (durable,
     /// topic) and starts the publish connection's supervisor.
     ///
@@ -370,6 +396,7 @@ impl RabbitBrokerBuilder {
             ("confirm_window", self.confirm_window == 0),
             ("publish_deadline", self.publish_deadline.is_zero()),
             ("outage_buffer", self.outage_buffer == 0),
+            ("delivery_limit", self.delivery_limit == 0),
         ] {
             if zero {
                 return Err(ConfigError::Zero { field }.into());
@@ -390,6 +417,7 @@ impl RabbitBrokerBuilder {
             outage: Semaphore::new(self.outage_buffer),
             outage_buffer: self.outage_buffer,
             publish_deadline: self.publish_deadline,
+            delivery_limit: self.delivery_limit,
             republished: AtomicU64::new(0),
             consume: tokio::sync::Mutex::new(Arc::new(consume)),
             consume_reconnects: AtomicU64::new(0),
@@ -397,6 +425,20 @@ impl RabbitBrokerBuilder {
         });
         tokio::spawn(watch_consume(Arc::downgrade(&inner)));
         Ok(RabbitBroker { inner })
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // The publish link closes its own connection; close the consume one too.
+        let connection = self.consume.get_mut().clone();
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn(async move {
+                let _ = connection
+                    .close(REPLY_SUCCESS, "broker dropped".into())
+                    .await;
+            });
+        }
     }
 }
 
@@ -439,6 +481,7 @@ pub(crate) struct Inner {
     outage: Semaphore,
     outage_buffer: usize,
     publish_deadline: Duration,
+    delivery_limit: u32,
     republished: AtomicU64,
     consume: tokio::sync::Mutex<Arc<Connection>>,
     consume_reconnects: AtomicU64,
@@ -471,7 +514,8 @@ impl Inner {
 
     async fn declare(&self, config: &SubscriptionConfig) -> Result<(), SubscribeError> {
         let channel = self.admin_channel().await?;
-        let names = topology::declare(&channel, &self.exchange, config).await?;
+        let names =
+            topology::declare(&channel, &self.exchange, config, self.delivery_limit).await?;
         close(&channel).await;
         self.declared_lock().extend(names);
         Ok(())
@@ -794,7 +838,7 @@ impl DeadLetters for RabbitDeadLetters {
         let letters = taken
             .iter()
             .map(|m| DeadLetter {
-                message: wire::message(&m.delivery),
+                message: wire::dead_letter(&m.delivery),
             })
             .collect();
         // Closing the channel returns the unacked messages to the queue.
@@ -806,7 +850,7 @@ impl DeadLetters for RabbitDeadLetters {
         let (channel, taken) = self.take(queue, limit).await?;
         let mut moved = 0;
         for got in taken {
-            let mut message = wire::message(&got.delivery);
+            let mut message = wire::dead_letter(&got.delivery);
             message
                 .headers_mut()
                 .retain(|name, _| !name.starts_with("messaging-"));

@@ -598,3 +598,104 @@ async fn an_outage_longer_than_the_deadline_or_the_buffer_is_a_typed_error() {
         std::panic::resume_unwind(panic);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_message_that_keeps_coming_back_unsettled_stops_at_the_delivery_limit() {
+    if let Err(reason) = broker_or_skip() {
+        eprintln!("{reason}");
+        return;
+    }
+    let broker = RabbitBroker::builder(URI)
+        .exchange(format!("sinew-test-{}", unique()))
+        .app_id(unique())
+        .delivery_limit(2)
+        .connect()
+        .await
+        .unwrap();
+    let run = AssertUnwindSafe(async {
+        let key = format!("{}.created", unique());
+        let cfg = config(&key);
+        let (entered_tx, mut entered) = mpsc::unbounded_channel();
+        // A handler that never settles, on a connection that keeps dropping: without the
+        // limit the message would come back forever.
+        let hangs = handler_fn("hangs", move |d: Delivery| {
+            let tx = entered_tx.clone();
+            async move {
+                let _ = tx.send(d.redelivery_count());
+                std::future::pending::<Result<Outcome, HandlerError>>().await
+            }
+        });
+        let sub = broker
+            .subscriber()
+            .subscribe(cfg.clone(), hangs)
+            .await
+            .unwrap();
+        let m = event(&key, 1);
+        broker.publisher().publish(m.clone()).await.unwrap();
+        // The first delivery and two redeliveries; then the broker dead-letters it.
+        for _ in 0..3 {
+            timeout(WAIT, entered.recv()).await.unwrap().unwrap();
+            broker.drop_consume_connection().await;
+        }
+        let dlq = cfg.dead_letter_queue();
+        timeout(WAIT, async {
+            while broker.queue_depth(&dlq).await.unwrap() != Some(1) {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+        .await
+        .expect("the broker dead-letters the message");
+        let dead = sinew_messaging::dead_letter::DeadLetters::list(
+            &broker.dead_letters(),
+            &cfg.queue(),
+            10,
+        )
+        .await
+        .unwrap();
+        assert_eq!(dead.len(), 1);
+        assert_eq!(dead[0].message().message_id(), m.message_id());
+        assert_eq!(dead[0].error_type(), Some("delivery-limit"));
+        assert_eq!(dead[0].original_routing_key(), Some(key.as_str()));
+        assert_eq!(dead[0].message().routing_key(), key);
+        sub.shutdown(Duration::ZERO).await;
+    })
+    .catch_unwind()
+    .await;
+    broker.delete_topology().await.unwrap();
+    if let Err(panic) = run {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn another_delivery_limit_is_a_mismatch_naming_the_queue_and_argument() {
+    let factory = match broker_or_skip() {
+        Ok(f) => f,
+        Err(reason) => {
+            eprintln!("{reason}");
+            return;
+        }
+    };
+    with_cleanup(&factory, async {
+        let broker = factory.create().await;
+        let cfg = config(&format!("{}.created", unique()));
+        broker.subscriber().declare(&cfg).await.unwrap();
+        let other = RabbitBroker::builder(URI)
+            .exchange(broker.exchange())
+            .app_id(unique())
+            .delivery_limit(5)
+            .connect()
+            .await
+            .unwrap();
+        let err = other.subscriber().declare(&cfg).await.unwrap_err();
+        assert_eq!(
+            err,
+            SubscribeError::TopologyMismatch {
+                queue: cfg.queue(),
+                argument: "x-delivery-limit".to_owned(),
+            }
+        );
+        assert!(err.to_string().contains("x-delivery-limit"), "{err}");
+    })
+    .await;
+}

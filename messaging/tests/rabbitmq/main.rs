@@ -8,6 +8,7 @@
 #![cfg(all(feature = "rabbitmq", feature = "testing"))]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod load;
 mod proxy;
 
 use std::future::Future;
@@ -696,6 +697,46 @@ async fn another_delivery_limit_is_a_mismatch_naming_the_queue_and_argument() {
             }
         );
         assert!(err.to_string().contains("x-delivery-limit"), "{err}");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn twenty_thousand_events_survive_our_connections_killed_twice_under_load() {
+    if let Err(reason) = broker_or_skip() {
+        eprintln!("{reason}");
+        return;
+    }
+    let app_id = unique();
+    if connection_pids(&app_id).is_none() {
+        assert!(
+            !std::env::var("CI").is_ok_and(|v| v == "true"),
+            "rabbitmqctl cannot be run and CI=true"
+        );
+        eprintln!("skipped: rabbitmqctl cannot be run here");
+        return;
+    }
+    let id = app_id.clone();
+    load::restart_under_load(URI, &app_id, move |round| {
+        let id = id.clone();
+        async move {
+            // Only this test's connections (named `{app_id}-publish`/`-consume`) go down.
+            let pids = tokio::task::spawn_blocking(move || connection_pids(&id).unwrap())
+                .await
+                .unwrap();
+            assert!(
+                !pids.is_empty(),
+                "outage {round}: our connections are listed"
+            );
+            for pid in pids {
+                let status = tokio::process::Command::new("rabbitmqctl")
+                    .args(["close_connection", &pid, "outage by test", "--quiet"])
+                    .status()
+                    .await
+                    .unwrap();
+                assert!(status.success());
+            }
+        }
     })
     .await;
 }

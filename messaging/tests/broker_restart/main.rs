@@ -6,7 +6,12 @@
 //! and also needs `SINEW_BROKER_RESTART=1`: `scripts/test` runs it alone, after the other
 //! tests, with both. Under `CI=true` a missing broker, `rabbitmqctl` or variable is a failure.
 #![cfg(feature = "rabbitmq")]
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stderr
+)]
 
 #[path = "../rabbitmq/load.rs"]
 mod load;

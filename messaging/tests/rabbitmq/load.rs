@@ -2,7 +2,12 @@
 //! goes away twice; every event is received at least once. Shared by the `rabbitmq` test
 //! binary (the outage closes only this test's connections) and the `broker_restart` binary
 //! (the outage is `rabbitmqctl stop_app` / `start_app`).
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stderr
+)]
 
 use std::collections::BTreeSet;
 use std::future::Future;

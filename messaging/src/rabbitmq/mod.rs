@@ -267,7 +267,13 @@ impl RabbitBroker {
     /// connection by the subscriptions, so a `false` here is transient unless the broker
     /// stays unreachable.
     pub async fn health(&self) -> Health {
-        let consume = self.inner.consume.lock().await.status().connected();
+        // Locked only while a reconnect is under way: then it is not connected, and a
+        // readiness probe must not wait for the reconnect.
+        let consume = self
+            .inner
+            .consume
+            .try_lock()
+            .is_ok_and(|c| c.status().connected());
         Health {
             publish: self.inner.link.is_up(),
             consume,

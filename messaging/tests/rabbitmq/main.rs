@@ -740,3 +740,29 @@ async fn twenty_thousand_events_survive_our_connections_killed_twice_under_load(
     })
     .await;
 }
+
+#[tokio::test]
+async fn zero_deadline_buffer_window_or_delivery_limit_is_a_config_error() {
+    use sinew_messaging::ConfigError;
+    use sinew_messaging::rabbitmq::ConnectError;
+    // Checked before connecting, so no broker is needed.
+    let cases: [(&str, fn(_) -> _); 4] = [
+        (
+            "confirm_window",
+            |b: sinew_messaging::rabbitmq::RabbitBrokerBuilder| b.confirm_window(0),
+        ),
+        ("publish_deadline", |b| b.publish_deadline(Duration::ZERO)),
+        ("outage_buffer", |b| b.outage_buffer(0)),
+        ("delivery_limit", |b| b.delivery_limit(0)),
+    ];
+    for (field, set) in cases {
+        let err = set(RabbitBroker::builder("amqp://127.0.0.1:1/%2f"))
+            .connect()
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, ConnectError::Config(ConfigError::Zero { field: f }) if *f == field),
+            "{field}: {err:?}"
+        );
+    }
+}

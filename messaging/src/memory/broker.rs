@@ -136,12 +136,21 @@ impl Inner {
             }
         }
         let mut to_wake = Vec::new();
-        for q in &targets {
+        let mut message = Some(message);
+        for (i, q) in targets.iter().enumerate() {
             if let Some(queue) = st.queues.get_mut(q) {
-                queue.ready.push_back(Stored {
-                    message: message.clone(),
-                    redelivery_count: 0,
-                });
+                // The last queue takes the message itself; the others a copy.
+                let message = if i + 1 == targets.len() {
+                    message.take()
+                } else {
+                    message.clone()
+                };
+                if let Some(message) = message {
+                    queue.ready.push_back(Stored {
+                        message,
+                        redelivery_count: 0,
+                    });
+                }
                 to_wake.extend(queue.consumers.iter().copied());
             }
         }

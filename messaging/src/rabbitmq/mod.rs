@@ -64,8 +64,9 @@
 //!   deadline passes the publish fails with [`PublishError::DeadlineExceeded`], when the
 //!   buffer is full with [`PublishError::BufferFull`], both retryable. A publish whose
 //!   confirm was lost with the connection is published again, with the same message ID, on
-//!   the next one (at least once; consumers deduplicate with an
-//!   [inbox](crate::inbox)). The consume connection has its own watcher and reconnects the
+//!   the next one, up to ten times (then the retryable [`PublishError::ConnectionLost`]), so
+//!   at least once; consumers deduplicate with an
+//!   [inbox](crate::inbox). The consume connection has its own watcher and reconnects the
 //!   same way, also while no subscription runs.
 //!
 //! - **Health**: [`RabbitBroker::health`] tells whether each connection is open
@@ -146,6 +147,10 @@ const DEFAULT_CONFIRM_WINDOW: usize = 256;
 const DEFAULT_PUBLISH_DEADLINE: Duration = Duration::from_secs(30);
 const DEFAULT_OUTAGE_BUFFER: usize = 10_000;
 const DEFAULT_DELIVERY_LIMIT: u32 = 20;
+/// How often one publish is sent again after losing its confirm before it gives up with
+/// `ConnectionLost`, so that a publish the client library keeps failing cannot make the
+/// supervisor replace the channel over and over until the deadline.
+const MAX_REPUBLISHES: u32 = 10;
 
 /// A connection to RabbitMQ: a publish connection and a consume connection.
 ///
@@ -566,6 +571,7 @@ impl Inner {
             ..BasicPublishOptions::default()
         };
         let mut failed_on: Option<u64> = None;
+        let mut republishes = 0u32;
         let mut outage_slot = None;
         loop {
             let side = match self
@@ -619,6 +625,10 @@ impl Inner {
                 // the same message ID, once the supervisor has a new one.
                 self.link.report_broken(&side);
                 failed_on = Some(side.generation);
+                republishes += 1;
+                if republishes > MAX_REPUBLISHES {
+                    return Err(PublishError::ConnectionLost);
+                }
                 self.republished.fetch_add(1, Ordering::Relaxed);
                 continue;
             };

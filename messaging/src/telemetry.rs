@@ -40,6 +40,8 @@ fn error_type(e: &PublishError) -> &'static str {
         PublishError::ConnectionLost => "connection_lost",
         PublishError::QueueFull { .. } => "queue_full",
         PublishError::Closed => "closed",
+        PublishError::DeadlineExceeded { .. } => "deadline_exceeded",
+        PublishError::BufferFull { .. } => "buffer_full",
     }
 }
 

@@ -139,12 +139,21 @@ impl Inner {
             }
         }
         let mut to_wake = Vec::new();
-        for q in &targets {
+        let mut message = Some(message);
+        for (i, q) in targets.iter().enumerate() {
             if let Some(queue) = st.queues.get_mut(q) {
-                queue.ready.push_back(Stored {
-                    message: message.clone(),
-                    redelivery_count: 0,
-                });
+                // The last queue takes the message itself; the others a copy.
+                let message = if i + 1 == targets.len() {
+                    message.take()
+                } else {
+                    message.clone()
+                };
+                if let Some(message) = message {
+                    queue.ready.push_back(Stored {
+                        message,
+                        redelivery_count: 0,
+                    });
+                }
                 to_wake.extend(queue.consumers.iter().copied());
             }
         }
@@ -241,11 +250,13 @@ impl Inner {
             return false;
         }
         c.unacked = c.unacked.saturating_sub(1);
-        let dlq_name = format!("{}.dlq", c.queue);
-        let mut wake_list = queue.consumers.clone();
+        // The settling consumer has room again; nothing else changed for the others.
+        let mut wake_list = vec![consumer];
         match settlement {
             Settlement::Ack => {}
             Settlement::Retry { delay, message } => {
+                // A new due time: a consumer waiting may need to wake earlier.
+                wake_list.clone_from(&queue.consumers);
                 *next_id += 1;
                 queue.delayed.insert(
                     (Instant::now() + delay, *next_id),
@@ -260,7 +271,7 @@ impl Inner {
                     crate::dead_letter::headers::ORIGINAL_EXCHANGE.to_owned(),
                     self.exchange.clone(),
                 );
-                let dlq = queues.entry(dlq_name).or_default();
+                let dlq = queues.entry(format!("{}.dlq", c.queue)).or_default();
                 wake_list.extend(dlq.consumers.iter().copied());
                 dlq.ready.push_back(Stored {
                     message,

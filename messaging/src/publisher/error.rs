@@ -2,6 +2,8 @@
 //!
 //! The `Display` text of these errors is meant for people and is not part of the API.
 
+use std::time::Duration;
+
 use thiserror::Error;
 
 /// Why a publish failed.
@@ -29,6 +31,21 @@ pub enum PublishError {
         /// The full queue.
         queue: String,
     },
+    /// The broker stayed unreachable, or did not confirm the message, until the publish
+    /// deadline passed. The message may or may not have been accepted: publish it again with
+    /// the same message ID (consumers deduplicate by it), or raise the deadline.
+    #[error("the broker did not confirm the message within {deadline:?}; publish it again")]
+    DeadlineExceeded {
+        /// The deadline that passed.
+        deadline: Duration,
+    },
+    /// The broker is unreachable and the bounded buffer of publishes waiting for it is full;
+    /// nothing was sent. Publish again later, or raise the buffer size.
+    #[error("{capacity} publishes already wait for the broker to come back; try again later")]
+    BufferFull {
+        /// The buffer's capacity.
+        capacity: usize,
+    },
     /// The publisher was closed.
     #[error("the publisher is closed")]
     Closed,
@@ -39,7 +56,11 @@ impl PublishError {
     pub const fn is_retryable(&self) -> bool {
         matches!(
             self,
-            Self::Nacked | Self::ConnectionLost | Self::QueueFull { .. }
+            Self::Nacked
+                | Self::ConnectionLost
+                | Self::QueueFull { .. }
+                | Self::DeadlineExceeded { .. }
+                | Self::BufferFull { .. }
         )
     }
 }

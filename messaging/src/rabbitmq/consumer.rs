@@ -66,7 +66,10 @@ impl<H: Handler> Ctx<H> {
             Settlement::Ack => Ok(()),
             Settlement::Retry { delay, message } => {
                 match self.broker.retry_queue(&self.config, delay).await {
-                    Ok(retry) => self.broker.publish_to("", &retry, &message).await,
+                    Ok(retry) => {
+                        let deadline = self.broker.publish_deadline;
+                        self.broker.publish_to("", &retry, &message, deadline).await
+                    }
                     Err(e) => {
                         tracing::warn!(queue = %self.queue, error = %e, "cannot declare retry queue");
                         Err(crate::publisher::PublishError::ConnectionLost)
@@ -79,7 +82,8 @@ impl<H: Handler> Ctx<H> {
                     self.broker.exchange.clone(),
                 );
                 let dlq = self.config.dead_letter_queue();
-                self.broker.publish_to("", &dlq, &message).await
+                let deadline = self.broker.publish_deadline;
+                self.broker.publish_to("", &dlq, &message, deadline).await
             }
         };
         let settled = match forwarded {
@@ -123,7 +127,13 @@ async fn open<H>(ctx: &Ctx<H>, declare: bool) -> Result<(Channel, Consumer), Sub
         .await
         .map_err(|_| SubscribeError::Connection)?;
     if declare {
-        topology::declare(&channel, &ctx.broker.exchange, &ctx.config).await?;
+        topology::declare(
+            &channel,
+            &ctx.broker.exchange,
+            &ctx.config,
+            ctx.broker.delivery_limit,
+        )
+        .await?;
     }
     channel
         .basic_qos(ctx.config.prefetch(), BasicQosOptions::default())

@@ -28,7 +28,10 @@ pub enum ConnectError {
 }
 
 impl ConnectError {
-    pub(super) fn connection(stage: &'static str, source: lapin::Error) -> Self {
+    pub(super) fn connection(
+        stage: &'static str,
+        source: impl StdError + Send + Sync + 'static,
+    ) -> Self {
         Self::Connection {
             stage,
             source: Box::new(source),

@@ -15,7 +15,8 @@
 //! - **Topology**, declared idempotently by [`Subscriber::declare`] and
 //!   [`Subscriber::subscribe`] (again after a consumer reconnects): the durable topic
 //!   exchange (at connect); per subscription the quorum queue `{service}.{subscription}`
-//!   bound by its routing keys, the quorum queue `{queue}.dlq`, and one classic queue
+//!   bound by its routing keys (with `x-delivery-limit`, see below), the quorum queue
+//!   `{queue}.dlq`, and one classic queue
 //!   `{queue}.retry.{n}` per configured delay with `x-message-ttl` = that delay,
 //!   `x-dead-letter-exchange = ""` and `x-dead-letter-routing-key = {queue}`, so expired
 //!   messages return to the subscription queue without any plugin. A delay a handler asks for
@@ -24,6 +25,16 @@
 //!   queue and the first differing argument the broker reports. Only what the broker reports
 //!   is caught: RabbitMQ 3.10, for one, accepts a retry-tier declaration (classic arguments)
 //!   over an existing quorum queue of the same name without a 406.
+//! - **Delivery limit**: the subscription queue has `x-delivery-limit`
+//!   ([`delivery_limit`](RabbitBrokerBuilder::delivery_limit), 20 by default) and
+//!   dead-letters through the default exchange into `{queue}.dlq` (`at-least-once`
+//!   dead-lettering, so with `x-overflow = reject-publish`). The crate's retry policy never
+//!   requeues a failed message, so only messages that keep coming back unsettled (a handler
+//!   that crashes the process, a connection that keeps dropping mid-handler) reach it; they
+//!   land in the dead-letter queue with error type `delivery-limit` instead of looping.
+//!   The dead-letter queue has no limit of its own: RabbitMQ 4's default limit of 20 on
+//!   quorum queues would apply to it, so do not list a dead-letter queue more than that
+//!   many times on RabbitMQ 4 without replaying it.
 //! - **Consuming** ([`RabbitSubscription`]): `basic.qos(prefetch)` per consumer, at most
 //!   `concurrency` handlers at once (or one sequential lane per aggregate-ID hash), and the
 //!   shared failure policy. Its settlement is carried out on the channel that received the
@@ -42,18 +53,27 @@
 //!   queue), replayed by a confirmed publish to `{queue}` through the default exchange, with
 //!   the original routing key kept, then acked.
 //!
-//! - **Reconnecting publishes**: a publish (or declaration) that finds the publish channel
-//!   or connection closed opens a new one first (one attempt; when it fails, the publish fails
-//!   with the retryable [`PublishError::ConnectionLost`]). Publishes whose confirm was lost
-//!   with the old connection fail with `ConnectionLost` too: publish them again with the same
-//!   message ID.
+//! - **Publishing through an outage**: a supervisor task owns the publish connection. When
+//!   it drops (or a publish reports its channel broken), the supervisor reconnects with
+//!   backoff and jitter (100 ms doubling to 5 s), puts the new channel in confirm mode and
+//!   re-declares the exchange. Meanwhile a publish waits, for up to its deadline
+//!   ([`publish_deadline`](RabbitBrokerBuilder::publish_deadline), 30 s by default, or per
+//!   call: [`RabbitPublisher::deadline`], [`RabbitPublisher::publish_within`]), holding a
+//!   place in a bounded buffer ([`outage_buffer`](RabbitBrokerBuilder::outage_buffer),
+//!   10 000 by default). Nothing is dropped silently and memory stays bounded: when the
+//!   deadline passes the publish fails with [`PublishError::DeadlineExceeded`], when the
+//!   buffer is full with [`PublishError::BufferFull`], both retryable. A publish whose
+//!   confirm was lost with the connection is published again, with the same message ID, on
+//!   the next one, up to ten times (then the retryable [`PublishError::ConnectionLost`]), so
+//!   at least once; consumers deduplicate with an
+//!   [inbox](crate::inbox). The consume connection has its own watcher and reconnects the
+//!   same way, also while no subscription runs.
 //!
 //! - **Health**: [`RabbitBroker::health`] tells whether each connection is open
-//!   ([`Health::is_ready`]: both).
+//!   ([`Health::is_ready`]: both), how often each was re-established, and how many
+//!   publishes were sent again after a lost confirm.
 //!
-//! Not yet: waiting out a broker outage up to a caller deadline on a bounded buffer,
-//! republishing lost confirms automatically, and RabbitMQ 4.3's
-//! `x-delayed-retry-*`.
+//! Not yet: RabbitMQ 4.3's `x-delayed-retry-*`.
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -90,23 +110,28 @@
 
 mod consumer;
 pub mod error;
+mod link;
 mod topology;
 mod wire;
 
 use std::collections::BTreeSet;
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use lapin::options::{
-    BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions,
-    ExchangeDeleteOptions, QueueDeclareOptions, QueueDeleteOptions,
+    BasicGetOptions, BasicPublishOptions, ExchangeDeleteOptions, QueueDeclareOptions,
+    QueueDeleteOptions,
 };
-use lapin::types::{FieldTable, LongString};
-use lapin::{Channel, Confirmation, Connection, ConnectionProperties, ExchangeKind};
+use lapin::types::FieldTable;
+use lapin::{Channel, Confirmation, Connection};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use tracing::instrument::WithSubscriber;
+
+use self::link::{LinkError, PublishLink, REPLY_SUCCESS, WaitError, connect};
 
 pub use self::error::ConnectError;
 use crate::dead_letter::{DeadLetter, DeadLetterError, DeadLetters};
@@ -122,8 +147,13 @@ use crate::telemetry::{self, Telemetry};
 const DEFAULT_EXCHANGE: &str = "domain-events";
 const DEFAULT_APP_ID: &str = "sinew";
 const DEFAULT_CONFIRM_WINDOW: usize = 256;
-/// `connection.close` reply code for a normal close.
-const REPLY_SUCCESS: u16 = 200;
+const DEFAULT_PUBLISH_DEADLINE: Duration = Duration::from_secs(30);
+const DEFAULT_OUTAGE_BUFFER: usize = 10_000;
+const DEFAULT_DELIVERY_LIMIT: u32 = 20;
+/// How often one publish is sent again after losing its confirm before it gives up with
+/// `ConnectionLost`, so that a publish the client library keeps failing cannot make the
+/// supervisor replace the channel over and over until the deadline.
+const MAX_REPUBLISHES: u32 = 10;
 
 /// A connection to RabbitMQ: a publish connection and a consume connection.
 ///
@@ -152,6 +182,9 @@ impl RabbitBroker {
             exchange: DEFAULT_EXCHANGE.to_owned(),
             app_id: DEFAULT_APP_ID.to_owned(),
             confirm_window: DEFAULT_CONFIRM_WINDOW,
+            publish_deadline: DEFAULT_PUBLISH_DEADLINE,
+            outage_buffer: DEFAULT_OUTAGE_BUFFER,
+            delivery_limit: DEFAULT_DELIVERY_LIMIT,
         }
     }
 
@@ -163,6 +196,7 @@ impl RabbitBroker {
     /// A publisher to the exchange.
     pub fn publisher(&self) -> RabbitPublisher {
         RabbitPublisher {
+            deadline: self.inner.publish_deadline,
             inner: self.inner.clone(),
         }
     }
@@ -235,29 +269,42 @@ impl RabbitBroker {
     }
 
     /// The broker's counters: published, confirmed (`basic.ack`), returned (`basic.return`),
-    /// consumed, retried, dead-lettered, and reconnects (of consumers and the publish side).
+    /// consumed, retried, dead-lettered, and reconnects (of consumers, the consume connection
+    /// and the publish connection).
     pub fn metrics(&self) -> Metrics {
-        self.inner.telemetry.counters.snapshot()
+        let mut metrics = self.inner.telemetry.counters.snapshot();
+        metrics.reconnects += self.inner.link.reconnects();
+        metrics
     }
 
-    /// Whether the publish and consume connections are up right now.
+    /// Whether the publish and consume connections are up right now, and how often they were
+    /// re-established.
     ///
-    /// A dropped connection is re-opened by the next publish or consumer restart, so a
-    /// `false` here is transient unless the broker stays unreachable.
+    /// A dropped publish connection is re-opened by the supervisor, a dropped consume
+    /// connection by the subscriptions, so a `false` here is transient unless the broker
+    /// stays unreachable.
     pub async fn health(&self) -> Health {
-        let publish = {
-            let side = self.inner.publish.lock().await;
-            side.connection.status().connected() && side.channel.status().connected()
-        };
-        let consume = self.inner.consume.lock().await.status().connected();
-        Health { publish, consume }
+        // Locked only while a reconnect is under way: then it is not connected, and a
+        // readiness probe must not wait for the reconnect.
+        let consume = self
+            .inner
+            .consume
+            .try_lock()
+            .is_ok_and(|c| c.status().connected());
+        Health {
+            publish: self.inner.link.is_up(),
+            consume,
+            publish_reconnects: self.inner.link.reconnects(),
+            consume_reconnects: self.inner.consume_reconnects.load(Ordering::Relaxed),
+            republished: self.inner.republished.load(Ordering::Relaxed),
+        }
     }
 
-    /// Closes the publish connection, as a network failure would. Publishes waiting for a
-    /// confirm fail with the retryable [`PublishError::ConnectionLost`]; the next publish
-    /// opens a new connection. For fault-injection tests.
+    /// Closes the publish connection, as a network failure would. The supervisor reconnects;
+    /// publishes whose confirm was lost are published again (same message ID) on the new
+    /// connection. For fault-injection tests.
     pub async fn drop_publish_connection(&self) {
-        self.inner.drop_publish_connection().await;
+        self.inner.link.drop_connection().await;
     }
 
     /// Closes the consume connection, as a network failure would. Every subscription
@@ -275,6 +322,13 @@ pub struct Health {
     pub publish: bool,
     /// The consume connection is open.
     pub consume: bool,
+    /// How many times the publish connection or channel was re-established.
+    pub publish_reconnects: u64,
+    /// How many times the consume connection was re-established.
+    pub consume_reconnects: u64,
+    /// How many publishes were sent again, with the same message ID, because their confirm
+    /// was lost with a connection or channel.
+    pub republished: u64,
 }
 
 impl Health {
@@ -288,13 +342,18 @@ impl Health {
 ///
 /// # Default
 ///
-/// Exchange `domain-events`, app ID `sinew`, 256 publisher confirms in flight.
+/// Exchange `domain-events`, app ID `sinew`, 256 publisher confirms in flight, a publish
+/// deadline of 30 s, at most 10 000 publishes waiting out an outage, and a delivery limit
+/// of 20 on subscription queues.
 #[derive(Debug, Clone)]
 pub struct RabbitBrokerBuilder {
     uri: String,
     exchange: String,
     app_id: String,
     confirm_window: usize,
+    publish_deadline: Duration,
+    outage_buffer: usize,
+    delivery_limit: u32,
 }
 
 impl RabbitBrokerBuilder {
@@ -316,93 +375,119 @@ impl RabbitBrokerBuilder {
         self
     }
 
-    /// Connects, puts the publish channel in confirm mode and declares the exchange (durable,
-    /// topic).
+    /// How long a publish may wait, in all, for the broker: for the connection to come back
+    /// during an outage, for a place in the confirm window, and for the confirm. After it,
+    /// the publish fails with the retryable [`PublishError::DeadlineExceeded`]. Per call:
+    /// [`RabbitPublisher::deadline`] and [`RabbitPublisher::publish_within`].
+    pub const fn publish_deadline(mut self, deadline: Duration) -> Self {
+        self.publish_deadline = deadline;
+        self
+    }
+
+    /// How many publishes may wait for the publish connection to come back during an outage.
+    /// One more fails at once with the retryable [`PublishError::BufferFull`], so an outage
+    /// never grows memory without bound. Each waiting publish holds its own message; nothing
+    /// is copied.
+    pub const fn outage_buffer(mut self, publishes: usize) -> Self {
+        self.outage_buffer = publishes;
+        self
+    }
+
+    /// The `x-delivery-limit` of every subscription queue (quorum): how often the broker
+    /// may deliver a message again after it came back unsettled (a consumer crash, a dropped
+    /// connection, a requeue) before it dead-letters the message into `{queue}.dlq` by
+    /// itself. A second safety net against hot loops, under the crate's own retry policy,
+    /// which never requeues a failed message. Queues that exist with another limit are a
+    /// [`SubscribeError::TopologyMismatch`] naming `x-delivery-limit`.
+    pub const fn delivery_limit(mut self, redeliveries: u32) -> Self {
+        self.delivery_limit = redeliveries;
+        self
+    }
+
+    /// Connects, puts the publish channel in confirm mode, declares the exchange (durable,
+    /// topic) and starts the publish connection's supervisor.
     ///
     /// # Errors
     ///
-    /// [`ConnectError::Config`] for an empty exchange or a zero window,
+    /// [`ConnectError::Config`] for an empty exchange or a zero window, deadline or buffer,
     /// [`ConnectError::Connection`] when the broker cannot be reached or refuses.
     pub async fn connect(self) -> Result<RabbitBroker, ConnectError> {
         if self.exchange.is_empty() {
             return Err(ConfigError::Missing { field: "exchange" }.into());
         }
-        if self.confirm_window == 0 {
-            return Err(ConfigError::Zero {
-                field: "confirm_window",
+        for (field, zero) in [
+            ("confirm_window", self.confirm_window == 0),
+            ("publish_deadline", self.publish_deadline.is_zero()),
+            ("outage_buffer", self.outage_buffer == 0),
+            ("delivery_limit", self.delivery_limit == 0),
+        ] {
+            if zero {
+                return Err(ConfigError::Zero { field }.into());
             }
-            .into());
         }
-        let publish = Arc::new(
-            connect(&self.uri, &self.app_id, "publish")
-                .await
-                .map_err(|e| ConnectError::connection("publish connection", e))?,
-        );
-        let side = PublishSide::open(publish, &self.exchange)
+        let link = PublishLink::start(self.uri.clone(), self.app_id.clone(), self.exchange.clone())
             .await
             .map_err(|(stage, e)| ConnectError::connection(stage, e))?;
         let consume = connect(&self.uri, &self.app_id, "consume")
             .await
             .map_err(|e| ConnectError::connection("consume connection", e))?;
-        Ok(RabbitBroker {
-            inner: Arc::new(Inner {
-                uri: self.uri,
-                exchange: self.exchange.clone(),
-                app_id: self.app_id,
-                publish: tokio::sync::Mutex::new(Arc::new(side)),
-                window: Semaphore::new(self.confirm_window),
-                consume: tokio::sync::Mutex::new(Arc::new(consume)),
-                declared: Mutex::new(BTreeSet::new()),
-                telemetry: Telemetry::new("rabbitmq", self.exchange.clone()),
-            }),
-        })
+        let telemetry = Telemetry::new("rabbitmq", self.exchange.clone());
+        let inner = Arc::new(Inner {
+            uri: self.uri,
+            exchange: self.exchange,
+            app_id: self.app_id,
+            link,
+            window: Semaphore::new(self.confirm_window),
+            outage: Semaphore::new(self.outage_buffer),
+            outage_buffer: self.outage_buffer,
+            publish_deadline: self.publish_deadline,
+            delivery_limit: self.delivery_limit,
+            republished: AtomicU64::new(0),
+            consume: tokio::sync::Mutex::new(Arc::new(consume)),
+            consume_reconnects: AtomicU64::new(0),
+            declared: Mutex::new(BTreeSet::new()),
+            telemetry,
+        });
+        tokio::spawn(watch_consume(Arc::downgrade(&inner)));
+        Ok(RabbitBroker { inner })
     }
 }
 
-async fn connect(uri: &str, app_id: &str, role: &str) -> Result<Connection, lapin::Error> {
-    let properties = ConnectionProperties::default()
-        .with_connection_name(LongString::from(format!("{app_id}-{role}")));
-    Connection::connect(uri, properties).await
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // The publish link closes its own connection; close the consume one too.
+        let connection = self.consume.get_mut().clone();
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn(async move {
+                let _ = connection
+                    .close(REPLY_SUCCESS, "broker dropped".into())
+                    .await;
+            });
+        }
+    }
 }
 
-/// The publish connection and its channel in confirm mode.
-struct PublishSide {
-    connection: Arc<Connection>,
-    channel: Channel,
-}
-
-impl PublishSide {
-    /// Opens a channel on `connection`, puts it in confirm mode and declares the exchange
-    /// (durable, topic); on failure, says which of these failed.
-    async fn open(
-        connection: Arc<Connection>,
-        exchange: &str,
-    ) -> Result<Self, (&'static str, lapin::Error)> {
-        let channel = connection
-            .create_channel()
-            .await
-            .map_err(|e| ("publish connection", e))?;
-        channel
-            .confirm_select(ConfirmSelectOptions::default())
-            .await
-            .map_err(|e| ("confirm mode", e))?;
-        let options = ExchangeDeclareOptions {
-            durable: true,
-            ..ExchangeDeclareOptions::default()
+/// Re-opens the consume connection when it drops, also while no subscription needs it (so
+/// that readiness comes back after an outage), with backoff and jitter. Subscriptions
+/// re-open it by themselves too. Stops once the broker is dropped.
+async fn watch_consume(inner: std::sync::Weak<Inner>) {
+    let mut rng = fastrand::Rng::new();
+    let mut backoff = link::MIN_BACKOFF;
+    loop {
+        tokio::time::sleep(link::POLL).await;
+        let Some(broker) = inner.upgrade() else {
+            return;
         };
-        channel
-            .exchange_declare(
-                exchange.into(),
-                ExchangeKind::Topic,
-                options,
-                FieldTable::default(),
-            )
-            .await
-            .map_err(|e| ("exchange declaration", e))?;
-        Ok(Self {
-            connection,
-            channel,
-        })
+        if broker.consume.lock().await.status().connected() {
+            backoff = link::MIN_BACKOFF;
+            continue;
+        }
+        if let Err(e) = broker.consume_connection().await {
+            tracing::warn!(exchange = %broker.exchange, error = %e, ?backoff, "consume reconnect failed");
+            drop(broker);
+            tokio::time::sleep(backoff.mul_f64(0.5 + rng.f64() / 2.0)).await;
+            backoff = backoff.saturating_mul(2).min(link::MAX_BACKOFF);
+        }
     }
 }
 
@@ -414,9 +499,17 @@ pub(crate) struct Inner {
     uri: String,
     exchange: String,
     app_id: String,
-    publish: tokio::sync::Mutex<Arc<PublishSide>>,
+    link: Arc<PublishLink>,
+    /// Publishes waiting for their confirm.
     window: Semaphore,
+    /// Publishes waiting for the publish connection to come back.
+    outage: Semaphore,
+    outage_buffer: usize,
+    publish_deadline: Duration,
+    delivery_limit: u32,
+    republished: AtomicU64,
     consume: tokio::sync::Mutex<Arc<Connection>>,
+    consume_reconnects: AtomicU64,
     declared: Mutex<BTreeSet<String>>,
     telemetry: Telemetry,
 }
@@ -428,49 +521,27 @@ impl Inner {
 
     /// A short-lived channel for declarations and `basic.get`, so that a channel error (a
     /// 406 or 404) never closes the publish channel.
+    ///
+    /// Opened on the publish connection; waits for it up to the publish deadline.
     async fn admin_channel(&self) -> Result<Channel, SubscribeError> {
-        let side = self
-            .publish_side()
-            .await
-            .map_err(|_| SubscribeError::Connection)?;
+        let side = match self.link.current() {
+            Some(side) => side,
+            None => self
+                .link
+                .wait_up(None, Instant::now() + self.publish_deadline)
+                .await
+                .map_err(|_| SubscribeError::Connection)?,
+        };
         side.connection
             .create_channel()
             .await
             .map_err(|_| SubscribeError::Connection)
     }
 
-    /// The publish side, re-opened first if its connection or channel is closed: a new
-    /// channel (confirm mode, exchange re-declared) on a live connection, or a new connection.
-    async fn publish_side(&self) -> Result<Arc<PublishSide>, lapin::Error> {
-        let mut side = self.publish.lock().await;
-        if !side.channel.status().connected() {
-            let connection = if side.connection.status().connected() {
-                side.connection.clone()
-            } else {
-                Arc::new(connect(&self.uri, &self.app_id, "publish").await?)
-            };
-            *side = Arc::new(
-                PublishSide::open(connection, &self.exchange)
-                    .await
-                    .map_err(|(_, e)| e)?,
-            );
-            tracing::info!(exchange = %self.exchange, "publish channel re-established");
-            self.telemetry.counters.reconnected();
-        }
-        Ok(side.clone())
-    }
-
-    async fn drop_publish_connection(&self) {
-        let side = self.publish.lock().await.clone();
-        let _ = side
-            .connection
-            .close(REPLY_SUCCESS, "closed by drop_publish_connection".into())
-            .await;
-    }
-
     async fn declare(&self, config: &SubscriptionConfig) -> Result<(), SubscribeError> {
         let channel = self.admin_channel().await?;
-        let names = topology::declare(&channel, &self.exchange, config).await?;
+        let names =
+            topology::declare(&channel, &self.exchange, config, self.delivery_limit).await?;
         close(&channel).await;
         self.declared_lock().extend(names);
         Ok(())
@@ -493,58 +564,120 @@ impl Inner {
         Ok(name)
     }
 
-    /// Publishes with `mandatory` and waits for the confirm, within the window.
+    /// Publishes with `mandatory` and waits for the confirm, within the window, for up to
+    /// `deadline` in all.
+    ///
+    /// While the publish connection is down it waits for the supervisor to bring it back,
+    /// holding a place in the bounded outage buffer. A publish whose confirm is lost with
+    /// the connection or channel is published again, with the same message ID, on the next
+    /// one: at least once, or [`PublishError::DeadlineExceeded`].
     async fn publish_to(
         &self,
         exchange: &str,
         routing_key: &str,
         message: &Message,
+        deadline: Duration,
     ) -> Result<(), PublishError> {
-        let _permit = self
-            .window
-            .acquire()
-            .await
-            .map_err(|_| PublishError::Closed)?;
+        let until = Instant::now() + deadline;
+        let late = || PublishError::DeadlineExceeded { deadline };
         let properties = wire::properties(message, &self.app_id, exchange.is_empty());
         let options = BasicPublishOptions {
             mandatory: true,
             ..BasicPublishOptions::default()
         };
-        let side = self
-            .publish_side()
-            .await
-            .map_err(|_| PublishError::ConnectionLost)?;
-        let confirm = side
-            .channel
-            .basic_publish(
-                exchange.into(),
-                routing_key.into(),
-                options,
-                message.body(),
-                properties,
-            )
-            .await
-            .map_err(|_| PublishError::ConnectionLost)?;
-        match confirm.await.map_err(|_| PublishError::ConnectionLost)? {
-            Confirmation::Ack(None) => Ok(()),
-            Confirmation::Ack(Some(_)) | Confirmation::Nack(Some(_)) => {
-                Err(PublishError::Unroutable {
-                    exchange: exchange.to_owned(),
-                    routing_key: routing_key.to_owned(),
+        let mut failed_on: Option<u64> = None;
+        let mut republishes = 0u32;
+        let mut outage_slot = None;
+        loop {
+            let side = match self
+                .link
+                .current()
+                .filter(|s| failed_on.is_none_or(|g| s.generation > g))
+            {
+                Some(side) => side,
+                None => {
+                    if outage_slot.is_none() {
+                        outage_slot = Some(self.outage.try_acquire().map_err(|_| {
+                            PublishError::BufferFull {
+                                capacity: self.outage_buffer,
+                            }
+                        })?);
+                    }
+                    self.link
+                        .wait_up(failed_on, until)
+                        .await
+                        .map_err(|e| match e {
+                            WaitError::Deadline => late(),
+                            WaitError::Closed => PublishError::Closed,
+                        })?
+                }
+            };
+            let confirmation = tokio::time::timeout_at(until, async {
+                let _permit = self
+                    .window
+                    .acquire()
+                    .await
+                    .map_err(|_| PublishError::Closed)?;
+                let confirm = side
+                    .channel
+                    .basic_publish(
+                        exchange.into(),
+                        routing_key.into(),
+                        options,
+                        message.body(),
+                        properties.clone(),
+                    )
+                    .await;
+                Ok(match confirm {
+                    Ok(confirm) => confirm.await.ok(),
+                    Err(_) => None,
                 })
-            }
-            Confirmation::Nack(None) | Confirmation::NotRequested => Err(PublishError::Nacked),
+            })
+            .await
+            .map_err(|_| late())??;
+            let Some(confirmation) = confirmation else {
+                // The confirm is lost with the channel or connection: publish again, with
+                // the same message ID, once the supervisor has a new one.
+                self.link.report_broken(&side);
+                failed_on = Some(side.generation);
+                republishes += 1;
+                if republishes > MAX_REPUBLISHES {
+                    return Err(PublishError::ConnectionLost);
+                }
+                self.republished.fetch_add(1, Ordering::Relaxed);
+                continue;
+            };
+            return match confirmation {
+                Confirmation::Ack(None) => Ok(()),
+                Confirmation::Ack(Some(_)) | Confirmation::Nack(Some(_)) => {
+                    Err(PublishError::Unroutable {
+                        exchange: exchange.to_owned(),
+                        routing_key: routing_key.to_owned(),
+                    })
+                }
+                Confirmation::Nack(None) | Confirmation::NotRequested => Err(PublishError::Nacked),
+            };
         }
     }
 
-    /// A channel on the consume connection, reconnecting first if it is closed.
-    async fn consume_channel(&self) -> Result<Channel, lapin::Error> {
+    /// The consume connection, re-opened first if it is closed.
+    async fn consume_connection(&self) -> Result<Arc<Connection>, LinkError> {
         let mut connection = self.consume.lock().await;
         if !connection.status().connected() {
             *connection = Arc::new(connect(&self.uri, &self.app_id, "consume").await?);
+            self.consume_reconnects.fetch_add(1, Ordering::Relaxed);
             tracing::info!(exchange = %self.exchange, "consume connection re-established");
         }
-        connection.create_channel().await
+        Ok(connection.clone())
+    }
+
+    /// A channel on the consume connection, reconnecting first if it is closed.
+    async fn consume_channel(&self) -> Result<Channel, LinkError> {
+        self.consume_connection()
+            .await?
+            .create_channel()
+            .await
+            .map_err(LinkError::Lapin)
     }
 
     async fn drop_consume_connection(&self) {
@@ -562,6 +695,37 @@ impl Inner {
 #[derive(Clone)]
 pub struct RabbitPublisher {
     inner: Arc<Inner>,
+    deadline: Duration,
+}
+
+impl RabbitPublisher {
+    /// This publisher with another publish deadline (see
+    /// [`RabbitBrokerBuilder::publish_deadline`]); a zero deadline is read as 1 ms.
+    #[must_use]
+    pub fn deadline(mut self, deadline: Duration) -> Self {
+        self.deadline = deadline.max(Duration::from_millis(1));
+        self
+    }
+
+    /// Publishes one message, waiting for the broker for up to `deadline` instead of this
+    /// publisher's deadline.
+    ///
+    /// # Errors
+    ///
+    /// As [`Publisher::publish`]; [`PublishError::DeadlineExceeded`] once `deadline` passed.
+    pub async fn publish_within(
+        &self,
+        message: Message,
+        deadline: Duration,
+    ) -> Result<(), PublishError> {
+        let inner = &self.inner;
+        telemetry::publish(&inner.telemetry, message, |m| async move {
+            inner
+                .publish_to(&inner.exchange, m.routing_key(), &m, deadline)
+                .await
+        })
+        .await
+    }
 }
 
 impl fmt::Debug for RabbitPublisher {
@@ -574,11 +738,7 @@ impl fmt::Debug for RabbitPublisher {
 
 impl Publisher for RabbitPublisher {
     async fn publish(&self, message: Message) -> Result<(), PublishError> {
-        let inner = &self.inner;
-        telemetry::publish(&inner.telemetry, message, |m| async move {
-            inner.publish_to(&inner.exchange, m.routing_key(), &m).await
-        })
-        .await
+        self.publish_within(message, self.deadline).await
     }
 }
 
@@ -699,7 +859,8 @@ impl RabbitDeadLetters {
                     message
                         .headers_mut()
                         .retain(|name, _| !name.starts_with("messaging-"));
-                    forwarded = self.inner.publish_to("", queue, &message).await;
+                    let deadline = self.inner.publish_deadline;
+                    forwarded = self.inner.publish_to("", queue, &message, deadline).await;
                 }
                 match forwarded {
                     Ok(()) => got
@@ -766,7 +927,7 @@ impl DeadLetters for RabbitDeadLetters {
         let letters = taken
             .iter()
             .map(|m| DeadLetter {
-                message: wire::message(&m.delivery),
+                message: wire::dead_letter(&m.delivery),
             })
             .collect();
         // Closing the channel returns the unacked messages to the queue.
@@ -778,11 +939,17 @@ impl DeadLetters for RabbitDeadLetters {
         let (channel, taken) = self.take(queue, limit).await?;
         let mut moved = 0;
         for got in taken {
-            let mut message = wire::message(&got.delivery);
+            let mut message = wire::dead_letter(&got.delivery);
             message
                 .headers_mut()
                 .retain(|name, _| !name.starts_with("messaging-"));
-            if self.inner.publish_to("", queue, &message).await.is_err() {
+            let deadline = self.inner.publish_deadline;
+            if self
+                .inner
+                .publish_to("", queue, &message, deadline)
+                .await
+                .is_err()
+            {
                 break;
             }
             if got

@@ -99,19 +99,48 @@ pub(super) async fn declare_retry_queue(
     Ok(name)
 }
 
+/// The arguments of a subscription queue: quorum, with `x-delivery-limit`, dead-lettering
+/// (at least once) into `{queue}.dlq` through the default exchange.
+fn subscription_arguments(config: &SubscriptionConfig, delivery_limit: u32) -> FieldTable {
+    let mut arguments = FieldTable::default();
+    arguments.insert("x-queue-type".into(), long_string("quorum"));
+    arguments.insert(
+        "x-delivery-limit".into(),
+        AMQPValue::LongLongInt(i64::from(delivery_limit)),
+    );
+    arguments.insert("x-dead-letter-exchange".into(), long_string(""));
+    arguments.insert(
+        "x-dead-letter-routing-key".into(),
+        long_string(&config.dead_letter_queue()),
+    );
+    arguments.insert(
+        "x-dead-letter-strategy".into(),
+        long_string("at-least-once"),
+    );
+    arguments.insert("x-overflow".into(), long_string("reject-publish"));
+    arguments
+}
+
 /// Declares the whole topology of a subscription; returns the names of the queues declared.
 pub(super) async fn declare(
     channel: &Channel,
     exchange: &str,
     config: &SubscriptionConfig,
+    delivery_limit: u32,
 ) -> Result<Vec<String>, SubscribeError> {
     let queue = config.queue();
+    // The dead-letter queue first, so the subscription queue's dead-letter target exists.
+    let dlq = config.dead_letter_queue();
     let mut quorum = FieldTable::default();
     quorum.insert("x-queue-type".into(), long_string("quorum"));
-    declare_queue(channel, &queue, quorum.clone()).await?;
-    let dlq = config.dead_letter_queue();
     declare_queue(channel, &dlq, quorum).await?;
-    let mut names = vec![queue.clone(), dlq];
+    declare_queue(
+        channel,
+        &queue,
+        subscription_arguments(config, delivery_limit),
+    )
+    .await?;
+    let mut names = vec![dlq, queue.clone()];
     for delay in config.delayed_retries() {
         names.push(declare_retry_queue(channel, config, *delay).await?);
     }

@@ -5,6 +5,7 @@ use lapin::BasicProperties;
 use lapin::message::Delivery;
 use lapin::types::{AMQPValue, FieldTable, LongString};
 
+use crate::dead_letter::headers as dl;
 use crate::envelope::Message;
 
 /// Carries the routing key a message was published with while it travels through the
@@ -98,6 +99,54 @@ pub(super) fn message(delivery: &Delivery) -> Message {
     message
 }
 
+/// The reason and first routing key of the broker's first dead-lettering (`x-death[0]`).
+fn first_death(delivery: &Delivery) -> Option<(String, Option<String>)> {
+    let headers = delivery.properties.headers().as_ref()?;
+    let AMQPValue::FieldArray(deaths) = headers.inner().get("x-death")? else {
+        return None;
+    };
+    let AMQPValue::FieldTable(death) = deaths.as_slice().first()? else {
+        return None;
+    };
+    let reason = text(death.inner().get("reason")?)?;
+    let routing_key = match death.inner().get("routing-keys") {
+        Some(AMQPValue::FieldArray(keys)) => keys.as_slice().first().and_then(text),
+        _ => None,
+    };
+    Some((reason, routing_key))
+}
+
+/// A message of a dead-letter queue. One the broker dead-lettered by itself (past the quorum
+/// queue's `x-delivery-limit`) carries none of the failure headers: they are filled in from
+/// `x-death` (error type `delivery-limit`), and its first routing key is restored.
+pub(super) fn dead_letter(delivery: &Delivery) -> Message {
+    let message = message(delivery);
+    if message.header(dl::ERROR_TYPE).is_some() {
+        return message;
+    }
+    let Some((reason, routing_key)) = first_death(delivery) else {
+        return message;
+    };
+    let routing_key = routing_key.unwrap_or_else(|| message.routing_key().to_owned());
+    let error_type = if reason == "delivery_limit" {
+        "delivery-limit".to_owned()
+    } else {
+        reason.clone()
+    };
+    let mut restored = Message::new(routing_key.clone(), message.body().clone())
+        .with_message_id(message.message_id())
+        .with_content_type(message.content_type());
+    *restored.headers_mut() = message.headers().clone();
+    let headers = restored.headers_mut();
+    headers.insert(dl::ERROR_TYPE.to_owned(), error_type);
+    headers.insert(
+        dl::ERROR_MESSAGE.to_owned(),
+        format!("dead-lettered by the broker: {reason}"),
+    );
+    headers.insert(dl::ORIGINAL_ROUTING_KEY.to_owned(), routing_key);
+    restored
+}
+
 /// How often the broker redelivered it: quorum `x-delivery-count`, at least 1 when the
 /// `redelivered` flag is set.
 pub(super) fn redelivery_count(delivery: &Delivery) -> u32 {
@@ -117,7 +166,7 @@ mod tests {
     use lapin::message::Delivery;
     use lapin::types::{AMQPValue, FieldArray, FieldTable, LongString};
 
-    use super::{ROUTING_KEY_HEADER, message, properties, redelivery_count};
+    use super::{ROUTING_KEY_HEADER, dead_letter, message, properties, redelivery_count};
     use crate::envelope::{Event, Message};
 
     fn long(s: &str) -> AMQPValue {
@@ -171,6 +220,41 @@ mod tests {
         assert_eq!(got.message_id(), sent.message_id());
         assert_eq!(got.headers(), sent.headers(), "broker headers are dropped");
         assert_eq!(redelivery_count(&delivery), 3);
+    }
+
+    #[test]
+    fn a_message_the_broker_dead_lettered_gets_failure_headers_from_x_death() {
+        let sent = Message::new("order.placed", &b"{}"[..]);
+        let mut props = properties(&sent, "billing", false);
+        let mut headers = props.headers().clone().unwrap();
+        let mut death = FieldTable::default();
+        death.insert("reason".into(), long("delivery_limit"));
+        let mut keys = FieldArray::default();
+        keys.push(long("order.placed"));
+        death.insert("routing-keys".into(), AMQPValue::FieldArray(keys));
+        let mut deaths = FieldArray::default();
+        deaths.push(AMQPValue::FieldTable(death));
+        headers.insert("x-death".into(), AMQPValue::FieldArray(deaths));
+        props = props.with_headers(headers);
+        let mut delivery =
+            Delivery::mock(1, "".into(), "svc.sub.dlq".into(), false, b"{}".to_vec());
+        delivery.properties = props;
+
+        let got = dead_letter(&delivery);
+        assert_eq!(got.routing_key(), "order.placed");
+        assert_eq!(got.message_id(), sent.message_id());
+        assert_eq!(got.header("messaging-error-type"), Some("delivery-limit"));
+        assert_eq!(
+            got.header("messaging-original-routing-key"),
+            Some("order.placed")
+        );
+        // Our own dead letters keep their headers.
+        let ours = message(&delivery).with_header("messaging-error-type", "permanent");
+        delivery.properties = properties(&ours, "billing", true);
+        assert_eq!(
+            dead_letter(&delivery).header("messaging-error-type"),
+            Some("permanent")
+        );
     }
 
     #[test]

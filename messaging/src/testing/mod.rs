@@ -88,6 +88,7 @@ macro_rules! for_each_conformance_case {
             per_aggregate_order_with_lanes,
             graceful_drain,
             redelivery_after_connection_drop,
+            prefetch_restored_after_reconnect,
             inbox_drops_redelivered_duplicate,
             dead_letter_replay,
             dead_letter_replay_and_discard_one,
@@ -120,6 +121,7 @@ macro_rules! for_each_conformance_case {
             per_aggregate_order_with_lanes,
             graceful_drain,
             redelivery_after_connection_drop,
+            prefetch_restored_after_reconnect,
             inbox_drops_redelivered_duplicate,
             dead_letter_replay,
             dead_letter_replay_and_discard_one,
@@ -147,6 +149,9 @@ pub trait Backend: Send + Sync + 'static {
     fn drop_connections(&self) -> impl Future<Output = ()> + Send;
     /// The backend's counters.
     fn metrics(&self) -> crate::metrics::Metrics;
+    /// How many messages of `queue` wait for a consumer (neither delivered nor delayed);
+    /// `None` when the queue does not exist.
+    fn ready(&self, queue: &str) -> impl Future<Output = Option<usize>> + Send;
 }
 
 /// Creates a fresh [`Backend`] for each case.
@@ -195,6 +200,10 @@ impl Backend for crate::memory::MemoryBroker {
 
     fn metrics(&self) -> crate::metrics::Metrics {
         Self::metrics(self)
+    }
+
+    async fn ready(&self, queue: &str) -> Option<usize> {
+        self.queue_stats(queue).map(|s| s.ready)
     }
 }
 
@@ -282,6 +291,13 @@ impl Backend for crate::rabbitmq::RabbitBroker {
 
     fn metrics(&self) -> crate::metrics::Metrics {
         Self::metrics(self)
+    }
+
+    async fn ready(&self, queue: &str) -> Option<usize> {
+        self.queue_depth(queue)
+            .await
+            .expect("RabbitMQ answers")
+            .map(|n| usize::try_from(n).unwrap_or(usize::MAX))
     }
 }
 
@@ -1101,6 +1117,93 @@ pub async fn redelivery_after_connection_drop<F: BackendFactory>(factory: &F) {
     assert_eq!(redelivered.len(), 1, "exactly one redelivery");
     assert!(redelivered[0].redelivery_count() >= 1);
     assert_quiet(&mut rx).await;
+    assert!(sub.shutdown(DRAIN).await.drained());
+}
+
+/// Addition (m): the prefetch holds again after the connection drops and the consumer
+/// reconnects (lapin does not re-apply `basic.qos` by itself). With handlers that do not
+/// finish, a consumer with prefetch 3 takes exactly 3 of 12 messages and leaves 9 ready,
+/// before the drop and again after the reconnect; once the handlers finish, every message
+/// arrives.
+pub async fn prefetch_restored_after_reconnect<F: BackendFactory>(factory: &F) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let backend = factory.create().await;
+    let key = format!("{}.created", unique());
+    let cfg = build(config(&unique(), &key).prefetch(3).concurrency(3));
+    let queue = cfg.queue();
+    // Handlers wait on the gate of the phase they started in: 0 before the drop, 1 after.
+    let phase = Arc::new(AtomicUsize::new(0));
+    let gates: Arc<[tokio::sync::watch::Sender<bool>; 2]> = Arc::new([
+        tokio::sync::watch::Sender::new(false),
+        tokio::sync::watch::Sender::new(false),
+    ]);
+    let (entered_tx, mut entered) = mpsc::unbounded_channel::<String>();
+    let handler = {
+        let (phase, gates) = (phase.clone(), gates.clone());
+        crate::subscriber::handler_fn("prefetch-probe", move |d: Delivery| {
+            let _ = entered_tx.send(d.message().message_id().to_owned());
+            let mut gate = gates[phase.load(Ordering::SeqCst)].subscribe();
+            async move {
+                let _ = gate.wait_for(|open| *open).await;
+                Ok(Outcome::Ack)
+            }
+        })
+    };
+    let sub = backend
+        .subscriber()
+        .subscribe(cfg, handler)
+        .await
+        .expect("subscribe");
+    let messages: Vec<Message> = (0..12).map(|n| event(&key, "a", n)).collect();
+    publish_all(&backend.publisher(), messages.clone()).await;
+
+    let mut seen = BTreeSet::new();
+    for stage in ["before the drop", "after the reconnect"] {
+        for _ in 0..3 {
+            let id = timeout(WAIT, entered.recv())
+                .await
+                .ok()
+                .flatten()
+                .unwrap_or_else(|| panic!("a delivery {stage}"));
+            seen.insert(id);
+        }
+        let settled = timeout(WAIT, async {
+            while backend.ready(&queue).await != Some(9) {
+                sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+        assert!(
+            settled.is_ok(),
+            "9 of 12 messages stay ready {stage} with prefetch 3, not {:?}",
+            backend.ready(&queue).await
+        );
+        sleep(QUIET).await;
+        assert_eq!(
+            backend.ready(&queue).await,
+            Some(9),
+            "the consumer took more than its prefetch {stage}"
+        );
+        if stage == "before the drop" {
+            phase.store(1, Ordering::SeqCst);
+            backend.drop_connections().await;
+            // The first handlers finish now; their settlements belong to the dropped
+            // connection and change nothing.
+            gates[0].send_replace(true);
+        }
+    }
+
+    gates[1].send_replace(true);
+    while seen.len() < messages.len() {
+        let id = timeout(WAIT, entered.recv())
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| panic!("received {} of {} messages", seen.len(), messages.len()));
+        seen.insert(id);
+    }
+    assert_eq!(seen, ids(&messages));
     assert!(sub.shutdown(DRAIN).await.drained());
 }
 

@@ -8,6 +8,9 @@
 #![cfg(all(feature = "rabbitmq", feature = "testing"))]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod load;
+mod proxy;
+
 use std::future::Future;
 use std::net::{SocketAddr, TcpStream};
 use std::panic::AssertUnwindSafe;
@@ -304,23 +307,20 @@ async fn publishing_recovers_after_the_publish_connection_drops() {
         broker.drop_publish_connection().await;
         let results = batch.await.unwrap();
 
-        // Every publish either was confirmed or failed as retryable; republish the failed
-        // ones with the same message ID on the re-opened connection.
-        let mut failed = 0u32;
-        for (message, result) in messages.iter().zip(results) {
-            if let Err(e) = result {
-                assert!(e.is_retryable(), "a lost confirm is retryable: {e:?}");
-                failed += 1;
-                broker.publisher().publish(message.clone()).await.unwrap();
-            }
+        // Publishes whose confirm was lost with the connection were published again, with
+        // the same message ID, on the connection the supervisor opened: all succeed.
+        for result in &results {
+            assert_eq!(result, &Ok(()));
         }
-        // Whatever the timing, the connection is closed now and the next publish re-opens it.
         broker.publisher().publish(event(&key, 2000)).await.unwrap();
+        let health = broker.health().await;
+        assert!(health.publish_reconnects >= 1, "{health:?}");
         // Nothing is lost; a message whose confirm was lost may be there twice.
         let depth = broker.queue_depth(&cfg.queue()).await.unwrap().unwrap();
+        let republished = u32::try_from(health.republished).unwrap();
         assert!(
-            (2001..=2001 + failed).contains(&depth),
-            "depth {depth} with {failed} republished"
+            (2001..=2001 + republished).contains(&depth),
+            "depth {depth} with {republished} republished"
         );
     })
     .await;
@@ -469,4 +469,300 @@ async fn health_follows_the_connections() {
         assert!(sub.shutdown(WAIT).await.drained());
     })
     .await;
+}
+
+/// Connects through `proxy` on a throw-away exchange.
+async fn broker_via(proxy: &proxy::Proxy, buffer: usize) -> RabbitBroker {
+    RabbitBroker::builder(proxy.uri())
+        .exchange(format!("sinew-test-{}", unique()))
+        .app_id(unique())
+        .outage_buffer(buffer)
+        .connect()
+        .await
+        .unwrap()
+}
+
+/// Waits until the broker reports its publish connection `up` (or not).
+async fn until_publish_up(broker: &RabbitBroker, up: bool) {
+    timeout(WAIT, async {
+        while broker.health().await.publish != up {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the publish connection changes state");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn publishes_wait_out_an_outage() {
+    if let Err(reason) = broker_or_skip() {
+        eprintln!("{reason}");
+        return;
+    }
+    let proxy = proxy::Proxy::start().await;
+    let broker = broker_via(&proxy, 1000).await;
+    let run = AssertUnwindSafe(async {
+        let key = format!("{}.created", unique());
+        let cfg = config(&key);
+        broker.subscriber().declare(&cfg).await.unwrap();
+        proxy.down();
+        until_publish_up(&broker, false).await;
+
+        let messages: Vec<Message> = (0..50).map(|n| event(&key, n)).collect();
+        let publisher = broker.publisher().deadline(Duration::from_secs(60));
+        let waiting = tokio::spawn(async move { publisher.publish_batch(messages).await });
+        // While the broker is unreachable, the publishes wait; none fails.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(!waiting.is_finished(), "publishes wait for the broker");
+        assert!(!broker.health().await.is_ready());
+
+        proxy.up();
+        let results = timeout(WAIT, waiting).await.unwrap().unwrap();
+        assert!(results.iter().all(Result::is_ok), "{results:?}");
+        // Both connections come back by themselves, without a subscription asking.
+        timeout(WAIT, async {
+            while !broker.health().await.is_ready() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .expect("ready again");
+        let health = broker.health().await;
+        assert!(health.publish_reconnects >= 1, "{health:?}");
+        assert!(health.consume_reconnects >= 1, "{health:?}");
+        assert_eq!(broker.queue_depth(&cfg.queue()).await.unwrap(), Some(50));
+    })
+    .catch_unwind()
+    .await;
+    proxy.up();
+    broker.delete_topology().await.unwrap();
+    if let Err(panic) = run {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_outage_longer_than_the_deadline_or_the_buffer_is_a_typed_error() {
+    if let Err(reason) = broker_or_skip() {
+        eprintln!("{reason}");
+        return;
+    }
+    let proxy = proxy::Proxy::start().await;
+    let broker = broker_via(&proxy, 4).await;
+    let run = AssertUnwindSafe(async {
+        let key = format!("{}.created", unique());
+        let cfg = config(&key);
+        broker.subscriber().declare(&cfg).await.unwrap();
+        proxy.down();
+        until_publish_up(&broker, false).await;
+
+        // The deadline passes: a retryable, typed error, nothing sent.
+        let err = broker
+            .publisher()
+            .publish_within(event(&key, 0), Duration::from_millis(300))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err,
+            PublishError::DeadlineExceeded {
+                deadline: Duration::from_millis(300)
+            }
+        );
+        assert!(err.is_retryable());
+
+        // Four publishes fill the buffer; the fifth fails at once. Polling each publish once
+        // makes it take its place in the buffer.
+        let publisher = broker.publisher().deadline(Duration::from_secs(60));
+        let mut waiting = Vec::new();
+        for n in 1..=4 {
+            let mut publish = Box::pin(publisher.publish(event(&key, n)));
+            let first =
+                std::future::poll_fn(|cx| std::task::Poll::Ready(publish.as_mut().poll(cx))).await;
+            assert!(first.is_pending(), "waits for the broker: {first:?}");
+            waiting.push(publish);
+        }
+        let err = publisher.publish(event(&key, 99)).await.unwrap_err();
+        assert_eq!(err, PublishError::BufferFull { capacity: 4 });
+        assert!(err.is_retryable());
+
+        proxy.up();
+        for w in waiting {
+            timeout(WAIT, w).await.unwrap().unwrap();
+        }
+        assert_eq!(broker.queue_depth(&cfg.queue()).await.unwrap(), Some(4));
+    })
+    .catch_unwind()
+    .await;
+    proxy.up();
+    broker.delete_topology().await.unwrap();
+    if let Err(panic) = run {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_message_that_keeps_coming_back_unsettled_stops_at_the_delivery_limit() {
+    if let Err(reason) = broker_or_skip() {
+        eprintln!("{reason}");
+        return;
+    }
+    let broker = RabbitBroker::builder(URI)
+        .exchange(format!("sinew-test-{}", unique()))
+        .app_id(unique())
+        .delivery_limit(2)
+        .connect()
+        .await
+        .unwrap();
+    let run = AssertUnwindSafe(async {
+        let key = format!("{}.created", unique());
+        let cfg = config(&key);
+        let (entered_tx, mut entered) = mpsc::unbounded_channel();
+        // A handler that never settles, on a connection that keeps dropping: without the
+        // limit the message would come back forever.
+        let hangs = handler_fn("hangs", move |d: Delivery| {
+            let tx = entered_tx.clone();
+            async move {
+                let _ = tx.send(d.redelivery_count());
+                std::future::pending::<Result<Outcome, HandlerError>>().await
+            }
+        });
+        let sub = broker
+            .subscriber()
+            .subscribe(cfg.clone(), hangs)
+            .await
+            .unwrap();
+        let m = event(&key, 1);
+        broker.publisher().publish(m.clone()).await.unwrap();
+        // The first delivery and two redeliveries; then the broker dead-letters it.
+        for _ in 0..3 {
+            timeout(WAIT, entered.recv()).await.unwrap().unwrap();
+            broker.drop_consume_connection().await;
+        }
+        let dlq = cfg.dead_letter_queue();
+        timeout(WAIT, async {
+            while broker.queue_depth(&dlq).await.unwrap() != Some(1) {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+        .await
+        .expect("the broker dead-letters the message");
+        let dead = sinew_messaging::dead_letter::DeadLetters::list(
+            &broker.dead_letters(),
+            &cfg.queue(),
+            10,
+        )
+        .await
+        .unwrap();
+        assert_eq!(dead.len(), 1);
+        assert_eq!(dead[0].message().message_id(), m.message_id());
+        assert_eq!(dead[0].error_type(), Some("delivery-limit"));
+        assert_eq!(dead[0].original_routing_key(), Some(key.as_str()));
+        assert_eq!(dead[0].message().routing_key(), key);
+        sub.shutdown(Duration::ZERO).await;
+    })
+    .catch_unwind()
+    .await;
+    broker.delete_topology().await.unwrap();
+    if let Err(panic) = run {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn another_delivery_limit_is_a_mismatch_naming_the_queue_and_argument() {
+    let factory = match broker_or_skip() {
+        Ok(f) => f,
+        Err(reason) => {
+            eprintln!("{reason}");
+            return;
+        }
+    };
+    with_cleanup(&factory, async {
+        let broker = factory.create().await;
+        let cfg = config(&format!("{}.created", unique()));
+        broker.subscriber().declare(&cfg).await.unwrap();
+        let other = RabbitBroker::builder(URI)
+            .exchange(broker.exchange())
+            .app_id(unique())
+            .delivery_limit(5)
+            .connect()
+            .await
+            .unwrap();
+        let err = other.subscriber().declare(&cfg).await.unwrap_err();
+        assert_eq!(
+            err,
+            SubscribeError::TopologyMismatch {
+                queue: cfg.queue(),
+                argument: "x-delivery-limit".to_owned(),
+            }
+        );
+        assert!(err.to_string().contains("x-delivery-limit"), "{err}");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn twenty_thousand_events_survive_our_connections_killed_twice_under_load() {
+    if let Err(reason) = broker_or_skip() {
+        eprintln!("{reason}");
+        return;
+    }
+    let app_id = unique();
+    if connection_pids(&app_id).is_none() {
+        assert!(
+            !std::env::var("CI").is_ok_and(|v| v == "true"),
+            "rabbitmqctl cannot be run and CI=true"
+        );
+        eprintln!("skipped: rabbitmqctl cannot be run here");
+        return;
+    }
+    let id = app_id.clone();
+    load::restart_under_load(URI, &app_id, move |round| {
+        let id = id.clone();
+        async move {
+            // Only this test's connections (named `{app_id}-publish`/`-consume`) go down.
+            let pids = tokio::task::spawn_blocking(move || connection_pids(&id).unwrap())
+                .await
+                .unwrap();
+            assert!(
+                !pids.is_empty(),
+                "outage {round}: our connections are listed"
+            );
+            for pid in pids {
+                let status = tokio::process::Command::new("rabbitmqctl")
+                    .args(["close_connection", &pid, "outage by test", "--quiet"])
+                    .status()
+                    .await
+                    .unwrap();
+                assert!(status.success());
+            }
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn zero_deadline_buffer_window_or_delivery_limit_is_a_config_error() {
+    use sinew_messaging::ConfigError;
+    use sinew_messaging::rabbitmq::ConnectError;
+    // Checked before connecting, so no broker is needed.
+    let cases: [(&str, fn(_) -> _); 4] = [
+        (
+            "confirm_window",
+            |b: sinew_messaging::rabbitmq::RabbitBrokerBuilder| b.confirm_window(0),
+        ),
+        ("publish_deadline", |b| b.publish_deadline(Duration::ZERO)),
+        ("outage_buffer", |b| b.outage_buffer(0)),
+        ("delivery_limit", |b| b.delivery_limit(0)),
+    ];
+    for (field, set) in cases {
+        let err = set(RabbitBroker::builder("amqp://127.0.0.1:1/%2f"))
+            .connect()
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, ConnectError::Config(ConfigError::Zero { field: f }) if *f == field),
+            "{field}: {err:?}"
+        );
+    }
 }

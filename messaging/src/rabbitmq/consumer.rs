@@ -31,6 +31,10 @@ const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// How long a handler slot waits before requeueing a message it could not forward.
 const FORWARD_FAILURE_PAUSE: Duration = Duration::from_secs(1);
+/// The longest an ack or reject may take. On a channel whose connection died with the
+/// broker (a restart), lapin may never resolve it; the broker redelivers the message then,
+/// so giving up is safe, and it keeps shutdown from waiting for it.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(5);
 
 struct Ctx<H> {
     broker: Arc<Inner>,
@@ -86,22 +90,37 @@ impl<H: Handler> Ctx<H> {
                 self.broker.publish_to("", &dlq, &message, deadline).await
             }
         };
-        let settled = match forwarded {
-            Ok(()) => job.delivery.acker.ack(BasicAckOptions::default()).await,
+        let settle = match forwarded {
+            Ok(()) => {
+                tokio::time::timeout(
+                    SETTLE_TIMEOUT,
+                    job.delivery.acker.ack(BasicAckOptions::default()),
+                )
+                .await
+            }
             Err(e) => {
                 tracing::warn!(queue = %self.queue, error = %e, "cannot forward; requeueing");
                 // A pause, so that a broker that keeps refusing the forward (a retry queue
                 // with other arguments, say) does not turn the requeue into a hot loop.
                 tokio::time::sleep(FORWARD_FAILURE_PAUSE).await;
-                job.delivery
-                    .acker
-                    .reject(BasicRejectOptions { requeue: true })
-                    .await
+                tokio::time::timeout(
+                    SETTLE_TIMEOUT,
+                    job.delivery
+                        .acker
+                        .reject(BasicRejectOptions { requeue: true }),
+                )
+                .await
             }
         };
-        if let Err(e) = settled {
+        match settle {
+            Ok(Ok(_)) => {}
             // The channel is gone; the broker redelivers the message.
-            tracing::debug!(queue = %self.queue, error = %e, "stale settlement ignored");
+            Ok(Err(e)) => {
+                tracing::debug!(queue = %self.queue, error = %e, "stale settlement ignored");
+            }
+            Err(_) => {
+                tracing::warn!(queue = %self.queue, "settlement not answered; the broker redelivers");
+            }
         }
         self.unsettled.fetch_sub(1, Ordering::AcqRel);
     }

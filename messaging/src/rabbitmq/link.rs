@@ -71,6 +71,8 @@ pub(super) struct PublishSide {
     /// Counts up with every new side, so a publish can wait for one newer than the side that
     /// failed it.
     pub(super) generation: u64,
+    /// Attributes the channel's `basic.return`s to their publishes.
+    pub(super) returns: super::returns::Returns,
 }
 
 impl PublishSide {
@@ -106,6 +108,7 @@ impl PublishSide {
             connection,
             channel,
             generation,
+            returns: super::returns::Returns::default(),
         })
     }
 

@@ -11,7 +11,9 @@
 //!   type, app ID and headers (as AMQP long strings). `publish` resolves on the broker's
 //!   `basic.ack`; up to [`confirm_window`](RabbitBrokerBuilder::confirm_window) publishes are
 //!   in flight at once (a semaphore), never one at a time. A `basic.return` is
-//!   [`PublishError::Unroutable`], a `basic.nack` the retryable [`PublishError::Nacked`].
+//!   [`PublishError::Unroutable`] for the publish it belongs to (matched by exchange, routing
+//!   key and message ID, not by whichever confirm lapin hands it to), a `basic.nack` the
+//!   retryable [`PublishError::Nacked`].
 //! - **Topology**, declared idempotently by [`Subscriber::declare`] and
 //!   [`Subscriber::subscribe`] (again after a consumer reconnects): the durable topic
 //!   exchange (at connect); per subscription the quorum queue `{service}.{subscription}`
@@ -111,6 +113,7 @@
 mod consumer;
 pub mod error;
 mod link;
+mod returns;
 mod topology;
 mod wire;
 
@@ -125,13 +128,14 @@ use lapin::options::{
     QueueDeleteOptions,
 };
 use lapin::types::FieldTable;
-use lapin::{Channel, Confirmation, Connection};
+use lapin::{Channel, Connection};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::instrument::WithSubscriber;
 
-use self::link::{LinkError, PublishLink, REPLY_SUCCESS, WaitError, connect};
+use self::link::{LinkError, PublishLink, PublishSide, REPLY_SUCCESS, WaitError, connect};
+use self::returns::{Outcome, Ticket};
 
 pub use self::error::ConnectError;
 use crate::dead_letter::{DeadLetter, DeadLetterError, DeadLetters};
@@ -612,12 +616,18 @@ impl Inner {
                         })?
                 }
             };
-            let confirmation = tokio::time::timeout_at(until, async {
+            let key = (
+                exchange.to_owned(),
+                routing_key.to_owned(),
+                Some(message.message_id().to_owned()),
+            );
+            let outcome = tokio::time::timeout_at(until, async {
                 let _permit = self
                     .window
                     .acquire()
                     .await
                     .map_err(|_| PublishError::Closed)?;
+                let pending = Pending::new(side.clone());
                 let confirm = side
                     .channel
                     .basic_publish(
@@ -628,14 +638,23 @@ impl Inner {
                         properties.clone(),
                     )
                     .await;
-                Ok(match confirm {
-                    Ok(confirm) => confirm.await.ok(),
-                    Err(_) => None,
-                })
+                let Ok(confirm) = confirm else {
+                    return Ok(None);
+                };
+                // Awaited apart from this publish, so that its return is collected even if
+                // the publish stops waiting (deadline): another publish may depend on it.
+                let confirmed = tokio::spawn(async move {
+                    let confirmation = confirm.await.ok();
+                    pending.hand_in(confirmation)
+                });
+                let Ok(Some(acked)) = confirmed.await else {
+                    return Ok(None);
+                };
+                Ok(Some(side.returns.settle(acked, &key).await))
             })
             .await
             .map_err(|_| late())??;
-            let Some(confirmation) = confirmation else {
+            let Some(outcome) = outcome else {
                 // The confirm is lost with the channel or connection: publish again, with
                 // the same message ID, once the supervisor has a new one.
                 self.link.report_broken(&side);
@@ -647,15 +666,13 @@ impl Inner {
                 self.republished.fetch_add(1, Ordering::Relaxed);
                 continue;
             };
-            return match confirmation {
-                Confirmation::Ack(None) => Ok(()),
-                Confirmation::Ack(Some(_)) | Confirmation::Nack(Some(_)) => {
-                    Err(PublishError::Unroutable {
-                        exchange: exchange.to_owned(),
-                        routing_key: routing_key.to_owned(),
-                    })
-                }
-                Confirmation::Nack(None) | Confirmation::NotRequested => Err(PublishError::Nacked),
+            return match outcome {
+                Outcome::Acked => Ok(()),
+                Outcome::Returned => Err(PublishError::Unroutable {
+                    exchange: exchange.to_owned(),
+                    routing_key: routing_key.to_owned(),
+                }),
+                Outcome::Nacked => Err(PublishError::Nacked),
             };
         }
     }
@@ -685,6 +702,34 @@ impl Inner {
         let _ = connection
             .close(REPLY_SUCCESS, "closed by drop_consume_connection".into())
             .await;
+    }
+}
+
+/// A publish registered with its channel's return tracker; hands in nothing if dropped before
+/// its confirmation, so that no other publish waits for it.
+struct Pending {
+    side: Arc<PublishSide>,
+    ticket: Option<Ticket>,
+}
+
+impl Pending {
+    fn new(side: Arc<PublishSide>) -> Self {
+        let ticket = Some(side.returns.register());
+        Self { side, ticket }
+    }
+
+    /// Hands in the confirmation; see [`returns::Returns::hand_in`].
+    fn hand_in(mut self, confirmation: Option<lapin::Confirmation>) -> Option<bool> {
+        let ticket = self.ticket.take()?;
+        self.side.returns.hand_in(ticket, confirmation)
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if let Some(ticket) = self.ticket.take() {
+            self.side.returns.hand_in(ticket, None);
+        }
     }
 }
 

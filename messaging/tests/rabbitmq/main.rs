@@ -159,6 +159,64 @@ async fn unroutable_messages_in_a_batch_fail_alone() {
     .await;
 }
 
+/// A broker ack covering several delivery tags must not hand one publish's `basic.return` to
+/// another: with hundreds of concurrent publishes, half unroutable, every unroutable one is
+/// `Unroutable` and every routable one `Ok`, and exactly the routable ones are enqueued.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_returns_go_to_the_publish_that_was_returned() {
+    let factory = match broker_or_skip() {
+        Ok(f) => f,
+        Err(reason) => {
+            eprintln!("{reason}");
+            return;
+        }
+    };
+    with_cleanup(&factory, async {
+        let broker = factory.create().await;
+        let key = format!("{}.created", unique());
+        let cfg = config(&key);
+        broker.subscriber().declare(&cfg).await.unwrap();
+        let lost = format!("{}.nobody", unique());
+        const RUNS: u32 = 5;
+        const PER_RUN: u32 = 400;
+        for run in 0..RUNS {
+            let tasks: Vec<_> = (0..PER_RUN)
+                .map(|n| {
+                    let publisher = broker.publisher();
+                    let routable = n % 2 == 0;
+                    let message = event(if routable { &key } else { &lost }, run * PER_RUN + n);
+                    tokio::spawn(async move { (routable, publisher.publish(message).await) })
+                })
+                .collect();
+            let mut wrong = Vec::new();
+            for task in tasks {
+                let (routable, result) = task.await.unwrap();
+                let right = match &result {
+                    Ok(()) => routable,
+                    Err(PublishError::Unroutable { routing_key, .. }) => {
+                        !routable && *routing_key == lost
+                    }
+                    Err(_) => false,
+                };
+                if !right {
+                    wrong.push((routable, result));
+                }
+            }
+            assert!(
+                wrong.is_empty(),
+                "run {run}: {} of {PER_RUN} publishes misattributed: {wrong:?}",
+                wrong.len()
+            );
+        }
+        assert_eq!(
+            broker.queue_depth(&cfg.queue()).await.unwrap(),
+            Some(RUNS * PER_RUN / 2),
+            "exactly the routable publishes were enqueued"
+        );
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_queue_with_other_arguments_is_a_typed_startup_error() {
     let factory = match broker_or_skip() {

@@ -129,6 +129,26 @@ pub(crate) struct OutboxRow {
     pub(crate) message: Message,
 }
 
+/// The `headers` column of a row: the message's headers as a JSON object, with the current
+/// span's context added as the creation context (feature `opentelemetry`) unless the message
+/// carries one. [`message_of`] reads it back.
+pub(crate) fn row_headers(message: &Message) -> String {
+    #[cfg_attr(
+        not(feature = "opentelemetry"),
+        allow(unused_mut, reason = "only trace propagation adds a header")
+    )]
+    let mut headers = message.headers().clone();
+    #[cfg(feature = "opentelemetry")]
+    crate::telemetry::otel::inject_current(&mut headers);
+    serde_json::Value::Object(
+        headers
+            .into_iter()
+            .map(|(k, v)| (k, serde_json::Value::String(v)))
+            .collect(),
+    )
+    .to_string()
+}
+
 pub(crate) fn message_of(
     id: i64,
     routing_key: String,

@@ -183,20 +183,7 @@ impl PgOutbox {
         conn: &mut PgConnection,
         message: &Message,
     ) -> Result<i64, OutboxError> {
-        #[cfg_attr(
-            not(feature = "opentelemetry"),
-            allow(unused_mut, reason = "only trace propagation adds a header")
-        )]
-        let mut headers = message.headers().clone();
-        #[cfg(feature = "opentelemetry")]
-        crate::telemetry::otel::inject_current(&mut headers);
-        let headers = serde_json::Value::Object(
-            headers
-                .into_iter()
-                .map(|(k, v)| (k, serde_json::Value::String(v)))
-                .collect(),
-        )
-        .to_string();
+        let headers = super::row_headers(message);
         let aggregate = message.aggregate_id().unwrap_or(message.message_id());
         // The advisory lock serializes enqueuers of one aggregate until they commit, so `id`
         // order is commit order per aggregate. `pg_notify` is delivered on commit only.

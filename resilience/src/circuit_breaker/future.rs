@@ -17,7 +17,8 @@ pin_project! {
         Called {
             #[pin]
             future: F,
-            permit: Option<Permit>,
+            // Recorded in place (see `Permit::record_in_place`); a second record is a no-op.
+            permit: Permit,
             classifier: C,
         },
         Rejected {
@@ -44,7 +45,7 @@ impl<F, C> ResponseFuture<F, C> {
         Self {
             kind: Kind::Called {
                 future,
-                permit: Some(permit),
+                permit,
                 classifier,
             },
         }
@@ -74,9 +75,7 @@ where
                 classifier,
             } => {
                 let result = ready!(future.poll(cx));
-                if let Some(permit) = permit.take() {
-                    permit.record(classifier.classify(&result));
-                }
+                permit.record_in_place(classifier.classify(&result));
                 Poll::Ready(result)
             }
             KindProj::Rejected { error } => Poll::Ready(Err(E::from(*error))),

@@ -69,3 +69,37 @@ fn loom_count_window_counters_stay_exact() {
         assert_eq!(c.slow, 0);
     });
 }
+
+#[test]
+fn loom_count_window_healthy_fast_path_keeps_failures() {
+    loom::model(|| {
+        let window = Arc::new(CountWindow::new(2));
+        let f = encode(true, false);
+        let s = encode(false, false);
+        // Full of successes: the next successes take the write-free path.
+        window.record(s);
+        window.record(s);
+        let w1 = window.clone();
+        let t1 = thread::spawn(move || {
+            w1.record(f);
+        });
+        let w2 = window.clone();
+        let t2 = thread::spawn(move || {
+            w2.record(s);
+        });
+        window.record(s);
+        t1.join().unwrap();
+        t2.join().unwrap();
+        let c = window.counts();
+        // The failure either stays (successes ordered before it) or was evicted by the two
+        // successes after it; it is never lost while its slot still holds it.
+        assert_eq!(c.calls, 2);
+        assert!(c.failed <= 1, "failed = {}", c.failed);
+        assert_eq!(c.slow, 0);
+        // One more success after everything settled: if the failure is still counted, the
+        // window must still be able to evict it.
+        window.record(s);
+        window.record(s);
+        assert_eq!(window.counts().failed, 0);
+    });
+}

@@ -36,6 +36,8 @@ const SLOW_SHIFT: u32 = 0;
 const FAILED_SHIFT: u32 = FIELD;
 const COUNTER_SHIFT: u32 = 2 * FIELD;
 const ONE_CALL: u64 = 1 << COUNTER_SHIFT;
+/// The failed and slow fields of a count window word.
+const OUTCOMES: u64 = (MASK << FAILED_SHIFT) | (MASK << SLOW_SHIFT);
 
 #[inline(always)]
 const fn contribution(code: u8) -> u64 {
@@ -82,6 +84,19 @@ impl CountWindow {
     #[inline(always)]
     pub(crate) fn record(&self, code: u8) -> Counts {
         let add = contribution(code);
+        if add == 0 {
+            // The steady state of a healthy service: the ring is full and holds no failed or
+            // slow outcome, so every slot is a success. A success evicting the oldest of them
+            // leaves the window exactly as it was, wherever the cursor stands, so there is
+            // nothing to write: two plain loads instead of a contended read-modify-write.
+            // A concurrent failure is ordered after this call, which is what the counts show.
+            let word = self.word.load(Relaxed);
+            if word & OUTCOMES == 0
+                && (word >> COUNTER_SHIFT >= self.size || self.full.load(Relaxed))
+            {
+                return self.unpack(word, true);
+            }
+        }
         // Claim a slot and count the new outcome in one atomic add.
         let before = self.word.fetch_add(ONE_CALL + add, Relaxed);
         let mut after = before.wrapping_add(ONE_CALL + add);
@@ -99,7 +114,7 @@ impl CountWindow {
         let Some(slot) = self.slots.get(self.slot_of(made) as usize) else {
             return self.unpack(after, full);
         };
-        // The steady state of a healthy service: a success replacing a success.
+        // A success replacing a success while the window holds failures elsewhere.
         if add == 0 && slot.load(Relaxed) == code {
             return self.unpack(after, full);
         }
@@ -133,7 +148,7 @@ impl CountWindow {
         // Clear the call counter, keeping whatever in-flight records added to the rest.
         let mut cur = self.word.load(Relaxed);
         loop {
-            let new = cur & ((MASK << FAILED_SHIFT) | MASK);
+            let new = cur & OUTCOMES;
             match self.word.compare_exchange_weak(cur, new, Relaxed, Relaxed) {
                 Ok(_) => break,
                 Err(actual) => cur = actual,
@@ -312,6 +327,37 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn healthy_window_skips_writes_and_still_slides_after_a_failure() {
+        let w = CountWindow::new(4);
+        for _ in 0..4 {
+            w.record(S);
+        }
+        let before = w.word.load(Relaxed);
+        // All successes: a success changes nothing, not even the cursor.
+        for _ in 0..10 {
+            assert_eq!(
+                w.record(S),
+                Counts {
+                    calls: 4,
+                    failed: 0,
+                    slow: 0
+                }
+            );
+        }
+        assert_eq!(w.word.load(Relaxed), before);
+        // A failure is counted, and exactly `size` successes later it has left the window.
+        assert_eq!(w.record(F).failed, 1);
+        for _ in 0..3 {
+            assert_eq!(w.record(S).failed, 1);
+        }
+        assert_eq!(w.record(S).failed, 0);
+        // Not yet full after a reset: successes are counted one by one again.
+        w.reset();
+        assert_eq!(w.record(S).calls, 1);
+        assert_eq!(w.record(S).calls, 2);
     }
 
     #[test]

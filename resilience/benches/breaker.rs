@@ -478,13 +478,8 @@ fn two_threads_shared(c: &mut Criterion) {
     g.finish();
 }
 
-// ---------------------------------------------------------------------------------------------
-// PLACEHOLDER `retry_success_path`: tower's `Retry` next to ours on the success path (one
-// attempt, no retry). This branch has no `sinew_resilience::retry` module, so only tower's
-// `Retry` (and the bare service, for the ratio) is measured here. The integrator adds
-// `sinew_retry` below once the retry layer is merged, with a policy that would retry on failure
-// but never gets to.
-// ---------------------------------------------------------------------------------------------
+/// tower's `Retry` next to ours on the success path (one attempt, no retry), with policies that
+/// would retry on failure but never get to.
 fn retry_success_path(c: &mut Criterion) {
     let mut g = c.benchmark_group("retry_success_path");
 

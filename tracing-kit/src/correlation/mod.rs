@@ -150,6 +150,14 @@ impl CorrelationId {
         )
     }
 
+    /// The ID's bytes (visible ASCII), without the UTF-8 check of [`as_str`](Self::as_str).
+    pub fn as_bytes(&self) -> &[u8] {
+        match &self.0 {
+            Repr::Inline { len, buf } => &buf[..usize::from(*len)],
+            Repr::Shared(s) => s.as_bytes(),
+        }
+    }
+
     /// The ID as a string.
     pub fn as_str(&self) -> &str {
         match &self.0 {
@@ -206,6 +214,75 @@ pub fn sync_scope<R>(id: CorrelationId, f: impl FnOnce() -> R) -> R {
 /// messaging layers do so) .
 pub fn current() -> Option<CorrelationId> {
     CURRENT.try_with(CorrelationId::clone).ok()
+}
+
+/// The rejection of the [`CorrelationId`] axum extractor: the handler does not run inside a
+/// correlation scope, so the server layer is missing from its stack.
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "no correlation id in scope: wrap the router or handler in `HttpServerLayer` \
+     (sinew-tracing-kit), or extract `Option<CorrelationId>`"
+)]
+#[non_exhaustive]
+pub struct MissingCorrelationId;
+
+#[cfg(feature = "axum")]
+impl axum::response::IntoResponse for MissingCorrelationId {
+    fn into_response(self) -> axum::response::Response {
+        (http::StatusCode::INTERNAL_SERVER_ERROR, self.to_string()).into_response()
+    }
+}
+
+/// Extracts the request's correlation ID in an axum handler behind
+/// [`HttpServerLayer`](crate::http::HttpServerLayer) (it reads the task-local that the layer
+/// sets; no request extension is involved).
+///
+/// ```
+/// use axum::{Router, routing::get};
+/// use sinew_tracing_kit::correlation::CorrelationId;
+/// use sinew_tracing_kit::http::HttpServerLayer;
+///
+/// async fn handler(id: CorrelationId) -> String {
+///     format!("request {id}")
+/// }
+///
+/// let app: Router = Router::new()
+///     .route("/", get(handler))
+///     .layer(HttpServerLayer::new());
+/// # drop(app);
+/// ```
+///
+/// # Errors
+///
+/// [`MissingCorrelationId`] (a 500 response) outside a correlation scope; extract
+/// `Option<CorrelationId>` to accept that case.
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for CorrelationId {
+    type Rejection = MissingCorrelationId;
+
+    async fn from_request_parts(
+        _parts: &mut http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        current().ok_or(MissingCorrelationId)
+    }
+}
+
+/// `Option<CorrelationId>` in an axum handler: `None` outside a correlation scope.
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+impl<S: Send + Sync> axum::extract::OptionalFromRequestParts<S> for CorrelationId {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        _parts: &mut http::request::Parts,
+        _state: &S,
+    ) -> Result<Option<Self>, Self::Rejection> {
+        Ok(current())
+    }
 }
 
 /// The ID to use: the valid incoming one, or a new one when it is missing or invalid (an

@@ -27,6 +27,7 @@ struct Config {
     skipped_paths: Vec<Cow<'static, str>>,
     filter: Option<Arc<FilterFn>>,
     route: Option<Arc<RouteFn>>,
+    request_header: bool,
 }
 
 impl Config {
@@ -43,8 +44,10 @@ impl Config {
 /// # Default
 ///
 /// Correlation ID read from `x-correlation-id` then `x-request-id` and echoed under
-/// `x-correlation-id`; [`DEFAULT_SKIPPED_PATHS`] not traced; span names from axum's
-/// `MatchedPath` (feature `axum`), else the method alone.
+/// `x-correlation-id` in the response (not written into the request: handlers read it with
+/// [`correlation::current`](crate::correlation::current) or the `CorrelationId` axum
+/// extractor; see [`request_header`](Self::request_header)); [`DEFAULT_SKIPPED_PATHS`] not
+/// traced; span names from axum's `MatchedPath` (feature `axum`), else the method alone.
 ///
 /// # Clone
 ///
@@ -67,6 +70,7 @@ impl fmt::Debug for HttpServerLayer {
             .field("skipped_paths", &self.config.skipped_paths)
             .field("filter", &self.config.filter.is_some())
             .field("route", &self.config.route.is_some())
+            .field("request_header", &self.config.request_header)
             .finish()
     }
 }
@@ -86,6 +90,7 @@ impl HttpServerLayer {
                     .collect(),
                 filter: None,
                 route: None,
+                request_header: false,
             }),
         }
     }
@@ -105,6 +110,18 @@ impl HttpServerLayer {
         if !headers.is_empty() {
             self.config_mut().correlation_headers = headers;
         }
+        self
+    }
+
+    /// Also write a generated correlation ID into the request, under the first
+    /// [correlation header](Self::correlation_headers), for handlers or proxies that read it
+    /// from the headers (as after tower-http's `SetRequestIdLayer`). An incoming ID is never
+    /// overwritten. Off by default: it costs a header insertion per request, and handlers get
+    /// the ID from [`correlation::current`](crate::correlation::current) or, with axum, the
+    /// [`CorrelationId`] extractor; our client layers propagate it either way.
+    #[must_use]
+    pub fn request_header(mut self, enabled: bool) -> Self {
+        self.config_mut().request_header = enabled;
         self
     }
 
@@ -251,29 +268,36 @@ where
             return ResponseFuture::new(self.inner.call(req), None);
         }
 
-        // 0. The remote context, before any span exists: read directly from `traceparent` and
-        //    `tracestate` when that is all there is, else through the propagator. A request
-        //    that will not be sampled then takes the fast path, with no span at all.
-        let remote = match propagation::fast_remote(req.headers()) {
-            Some(Err(())) => propagation::extract_otel(req.headers()),
-            fast => {
-                use opentelemetry::trace::TraceContextExt;
-                let remote = fast.and_then(Result::ok);
-                let remote_sampled = remote
-                    .as_ref()
-                    .map(|cx| cx.span().span_context().is_sampled());
-                if !crate::sampling::may_sample(remote_sampled)
-                    && tracing::Span::current().is_none()
-                {
-                    return self.call_unsampled(req, remote);
+        // 0. The headers we read, found in one pass. Then the remote context, before any
+        //    span exists: read directly from `traceparent` and `tracestate` when that is all
+        //    there is, else through the propagator. A request that will not be sampled then
+        //    takes the fast path, with no span at all.
+        let found = Found::scan(req.headers(), &config.correlation_headers);
+        let remote =
+            match propagation::fast_remote(found.traceparent, found.tracestate, found.baggage) {
+                Some(Err(())) => propagation::extract_otel(req.headers()),
+                fast => {
+                    use opentelemetry::trace::TraceContextExt;
+                    let remote = fast.and_then(Result::ok);
+                    let remote_sampled = remote
+                        .as_ref()
+                        .map(|cx| cx.span().span_context().is_sampled());
+                    if !crate::sampling::may_sample(remote_sampled)
+                        && tracing::Span::current().is_none()
+                    {
+                        let incoming =
+                            found.correlation(req.headers(), &config.correlation_headers);
+                        return self.call_unsampled(req, remote, incoming);
+                    }
+                    remote.unwrap_or_default()
                 }
-                remote.unwrap_or_default()
-            }
-        };
+            };
 
         // 2. The correlation ID: a valid header, else baggage, else a new one.
-        let (id, incoming) =
-            accept_correlation_value(req.headers(), &config.correlation_headers, &remote);
+        let (id, incoming) = match found.correlation(req.headers(), &config.correlation_headers) {
+            Some((id, value)) => (id, Some(value)),
+            None => (baggage_or_new(&remote), None),
+        };
         let from_header = incoming.is_some();
         let echo = echo_header(config, &id, incoming);
 
@@ -335,14 +359,11 @@ where
             let _ = span.set_parent(parent_context(remote));
         }
 
-        // 4. The ID is visible to the handler: header (never overwritten) and extension.
-        if !from_header
-            && let Some((name, value)) = &echo
-            && !req.headers().contains_key(name)
-        {
-            req.headers_mut().insert(name.clone(), value.clone());
+        // 4. The ID is visible to the handler through the task-local (and the request header,
+        //    when asked for, never overwriting one).
+        if !from_header {
+            set_request_header(config, &mut req, echo.as_ref());
         }
-        req.extensions_mut().insert(id.clone());
 
         let future = {
             let _entered = span.enter();
@@ -367,24 +388,21 @@ impl<S> HttpServer<S> {
         &mut self,
         mut req: Request<B>,
         remote: Option<opentelemetry::Context>,
+        incoming: Option<(CorrelationId, HeaderValue)>,
     ) -> ResponseFuture<S::Future>
     where
         S: Service<Request<B>, Response = Response<ResBody>>,
     {
         let config = &*self.config;
-        let (id, incoming) = match header_correlation(req.headers(), &config.correlation_headers) {
+        let (id, incoming) = match incoming {
             Some((id, value)) => (id, Some(value)),
             None => (CorrelationId::generate(), None),
         };
         let from_header = incoming.is_some();
         let echo = echo_header(config, &id, incoming);
-        if !from_header
-            && let Some((name, value)) = &echo
-            && !req.headers().contains_key(name)
-        {
-            req.headers_mut().insert(name.clone(), value.clone());
+        if !from_header {
+            set_request_header(config, &mut req, echo.as_ref());
         }
-        req.extensions_mut().insert(id.clone());
         let future = {
             let _attached = remote.clone().map(opentelemetry::Context::attach);
             correlation::sync_scope(id.clone(), || self.inner.call(req))
@@ -428,21 +446,107 @@ fn accept_correlation_value(
     names: &[HeaderName],
     remote: &opentelemetry::Context,
 ) -> (CorrelationId, Option<HeaderValue>) {
-    if let Some((id, value)) = header_correlation(headers, names) {
-        return (id, Some(value));
+    match header_correlation(headers, names) {
+        Some((id, value)) => (id, Some(value)),
+        None => (baggage_or_new(remote), None),
     }
+}
+
+/// The correlation ID in the remote baggage, else a new one.
+fn baggage_or_new(remote: &opentelemetry::Context) -> CorrelationId {
     use opentelemetry::baggage::BaggageExt;
-    let id = remote
+    remote
         .baggage()
         .get(correlation::BAGGAGE_KEY)
         .and_then(|v| CorrelationId::parse(v.as_str()).ok())
-        .unwrap_or_else(CorrelationId::generate);
-    (id, None)
+        .unwrap_or_else(CorrelationId::generate)
+}
+
+/// Writes a generated ID into the request when [`HttpServerLayer::request_header`] asks for
+/// it and the request has none under that name.
+fn set_request_header<B>(
+    config: &Config,
+    req: &mut Request<B>,
+    echo: Option<&(HeaderName, HeaderValue)>,
+) {
+    if let Some((name, value)) = echo
+        && config.request_header
+        && !req.headers().contains_key(name)
+    {
+        req.headers_mut().insert(name.clone(), value.clone());
+    }
+}
+
+/// How many correlation header names [`Found::scan`] looks for; further names are looked up.
+const SCANNED: usize = 4;
+
+/// The request headers the server layer reads, found in one pass over the header map: with a
+/// handful of headers that is cheaper than five hashed lookups (`traceparent`, `tracestate`,
+/// `baggage` and two correlation headers), and it stays linear in the header count.
+struct Found<'a> {
+    traceparent: Option<&'a HeaderValue>,
+    tracestate: Option<&'a HeaderValue>,
+    baggage: bool,
+    /// The first value under each of the first [`SCANNED`] correlation header names.
+    correlation: [Option<&'a HeaderValue>; SCANNED],
+}
+
+impl<'a> Found<'a> {
+    fn scan(headers: &'a http::HeaderMap, names: &[HeaderName]) -> Self {
+        let mut found = Found {
+            traceparent: None,
+            tracestate: None,
+            baggage: false,
+            correlation: [None; SCANNED],
+        };
+        for (name, value) in headers {
+            if name == propagation::TRACEPARENT {
+                found.traceparent.get_or_insert(value);
+            } else if name == propagation::TRACESTATE {
+                found.tracestate.get_or_insert(value);
+            } else if name == propagation::BAGGAGE {
+                found.baggage = true;
+            } else if let Some(i) = names.iter().take(SCANNED).position(|n| n == name)
+                && let Some(slot) = found.correlation.get_mut(i)
+            {
+                slot.get_or_insert(value);
+            }
+        }
+        found
+    }
+
+    /// The first valid correlation ID under `names`, with its header value; invalid ones are
+    /// logged and skipped.
+    fn correlation(
+        &self,
+        headers: &http::HeaderMap,
+        names: &[HeaderName],
+    ) -> Option<(CorrelationId, HeaderValue)> {
+        names.iter().enumerate().find_map(|(i, name)| {
+            let value = match self.correlation.get(i) {
+                Some(scanned) => (*scanned)?,
+                None => headers.get(name)?,
+            };
+            valid_correlation(name, value)
+        })
+    }
+}
+
+fn valid_correlation(
+    name: &HeaderName,
+    value: &HeaderValue,
+) -> Option<(CorrelationId, HeaderValue)> {
+    match CorrelationId::from_bytes(value.as_bytes()) {
+        Ok(valid) => Some((valid, value.clone())),
+        Err(error) => {
+            tracing::debug!(%error, header = %name, "replacing an invalid incoming correlation id");
+            None
+        }
+    }
 }
 
 /// The header the correlation ID is echoed under, with its value: the incoming header's value
-/// when there was one (sharing its bytes), else one built once from the ID. Either way the
-/// request header and the response header then share the same bytes, with no copy.
+/// when there was one (sharing its bytes), else one built once from the ID.
 fn echo_header(
     config: &Config,
     id: &CorrelationId,
@@ -456,17 +560,11 @@ fn echo_header(
     Some((name, value))
 }
 
-/// The ID as a header value in one allocation whose clones only count references (a value
-/// copied from a `&str` is reallocated on its first clone).
+/// The ID as a header value: one copy into a new buffer (it is used once, in the response,
+/// unless [`HttpServerLayer::request_header`] also puts it in the request).
 pub(crate) fn id_header_value(id: &CorrelationId) -> Option<HeaderValue> {
-    struct IdBytes(CorrelationId);
-    impl AsRef<[u8]> for IdBytes {
-        fn as_ref(&self) -> &[u8] {
-            self.0.as_str().as_bytes()
-        }
-    }
     // A `CorrelationId` is visible ASCII, always a valid header value.
-    HeaderValue::from_maybe_shared(bytes::Bytes::from_owner(IdBytes(id.clone()))).ok()
+    HeaderValue::from_bytes(id.as_bytes()).ok()
 }
 
 /// The first valid correlation ID under `names`, with the header value it came from; invalid
@@ -475,17 +573,9 @@ fn header_correlation(
     headers: &http::HeaderMap,
     names: &[HeaderName],
 ) -> Option<(CorrelationId, HeaderValue)> {
-    for name in names {
-        if let Some(value) = headers.get(name) {
-            match CorrelationId::from_bytes(value.as_bytes()) {
-                Ok(valid) => return Some((valid, value.clone())),
-                Err(error) => {
-                    tracing::debug!(%error, header = %name, "replacing an invalid incoming correlation id");
-                }
-            }
-        }
-    }
-    None
+    names
+        .iter()
+        .find_map(|name| valid_correlation(name, headers.get(name)?))
 }
 
 /// The parent of a server span: the remote context when valid, else the enclosing local span

@@ -186,6 +186,124 @@ async fn correlation_id_accepted_echoed_generated_never_overwritten() {
 }
 
 #[tokio::test]
+async fn correlation_id_extractor_and_optional_request_header() {
+    use sinew_tracing_kit::correlation::CorrelationId;
+    let _cap = capture();
+    // The handler sees the ID through the extractor, and (by default) the request carries
+    // no generated header.
+    let handler = |id: CorrelationId, req: Request<Body>| async move {
+        let header = req
+            .headers()
+            .get("x-correlation-id")
+            .map(|v| v.to_str().unwrap().to_owned());
+        format!("{id}|{}", header.unwrap_or_default())
+    };
+    let default = Router::new()
+        .route("/id", get(handler))
+        .layer(HttpServerLayer::new());
+    let resp = default
+        .clone()
+        .oneshot(Request::get("/id").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let echoed = resp.headers()["x-correlation-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(body_string(resp).await, format!("{echoed}|"));
+
+    // Asked for: the generated ID is also written into the request.
+    let with_header = Router::new()
+        .route("/id", get(handler))
+        .layer(HttpServerLayer::new().request_header(true));
+    let resp = with_header
+        .oneshot(Request::get("/id").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let echoed = resp.headers()["x-correlation-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(body_string(resp).await, format!("{echoed}|{echoed}"));
+
+    // An incoming ID is kept as it is, in the request and for the extractor.
+    let resp = default
+        .clone()
+        .oneshot(
+            Request::get("/id")
+                .header("x-request-id", "in-1")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["x-correlation-id"], "in-1");
+    assert_eq!(body_string(resp).await, "in-1|");
+
+    // Without the layer: `CorrelationId` is rejected with a 500 naming the fix, and
+    // `Option<CorrelationId>` is `None`.
+    let bare = Router::new()
+        .route(
+            "/id",
+            get(|id: CorrelationId| async move { id.to_string() }),
+        )
+        .route(
+            "/maybe",
+            get(|id: Option<CorrelationId>| async move { format!("{id:?}") }),
+        );
+    let resp = bare
+        .clone()
+        .oneshot(Request::get("/id").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(body_string(resp).await.contains("HttpServerLayer"));
+    let resp = bare
+        .oneshot(Request::get("/maybe").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(body_string(resp).await, "None");
+}
+
+#[tokio::test]
+async fn many_correlation_header_names_are_all_read_in_order() {
+    let _cap = capture();
+    // More names than the layer's one-pass scan covers: the later ones are looked up.
+    let names = ["x-a", "x-b", "x-c", "x-d", "x-e", "x-f"].map(http::HeaderName::from_static);
+    let app = Router::new()
+        .route(
+            "/c",
+            get(|| async { correlation::current().unwrap().to_string() }),
+        )
+        .layer(HttpServerLayer::new().correlation_headers(names));
+    for (header, value, expected) in [
+        ("x-f", "six", "six"),
+        ("x-e", "bad id", ""),
+        ("x-b", "two", "two"),
+    ] {
+        let resp = app
+            .clone()
+            .oneshot(
+                Request::get("/c")
+                    .header(header, value)
+                    .header("x-f", "last")
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        let body = body_string(resp).await;
+        match (header, expected) {
+            // Only x-f (twice: the first value wins).
+            ("x-f", _) => assert_eq!(body, "six"),
+            // An invalid x-e is skipped; x-f is next.
+            ("x-e", _) => assert_eq!(body, "last"),
+            _ => assert_eq!(body, expected),
+        }
+    }
+}
+
+#[tokio::test]
 async fn invalid_correlation_ids_are_replaced() {
     let _cap = capture();
     let long = "x".repeat(129);

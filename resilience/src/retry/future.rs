@@ -35,7 +35,9 @@ pin_project! {
         // An attempt is in flight.
         Called { #[pin] future: F },
         // Backing off before the next attempt.
-        Waiting { #[pin] sleep: Sleep },
+        // Boxed: a `Sleep` is large, and is needed only once a retry is scheduled, so the
+        // success path moves a smaller future.
+        Waiting { sleep: Pin<Box<Sleep>> },
         // Waiting for the service to be ready for the next attempt.
         Retrying,
     }
@@ -94,12 +96,12 @@ where
                         None => return Poll::Ready(result),
                         Some(delay) if delay.is_zero() => this.state.set(State::Retrying),
                         Some(delay) => this.state.set(State::Waiting {
-                            sleep: sleep(delay),
+                            sleep: Box::pin(sleep(delay)),
                         }),
                     }
                 }
                 StateProj::Waiting { sleep } => {
-                    ready!(sleep.poll(cx));
+                    ready!(sleep.as_mut().poll(cx));
                     this.state.set(State::Retrying);
                 }
                 StateProj::Retrying => {

@@ -363,6 +363,60 @@ struct ChainResult {
     failed: Option<(i64, i32, String)>,
 }
 
+/// Splits claimed rows (in `pos, id` order: every aggregate's first row, then its second,
+/// and so on) into one chain per aggregate. A chain starts at the head the caller claimed and
+/// stops at the first row that is not due (it waits for a retry, or is parked).
+fn chains_of<R>(rows: Vec<R>, head_of: &HashMap<String, i64>) -> Result<Vec<Chain>, OutboxError>
+where
+    R: Row,
+    usize: sqlx::ColumnIndex<R>,
+    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> i32: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> bool: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> &'r str: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Vec<u8>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let mut chains: Vec<Chain> = Vec::new();
+    let mut index: HashMap<String, usize> = HashMap::new();
+    for row in rows {
+        let id: i64 = row.try_get(0)?;
+        let aggregate_id: String = row.try_get(1)?;
+        let i = *index.entry(aggregate_id.clone()).or_insert_with(|| {
+            chains.push(Chain {
+                rows: Vec::new(),
+                cut: false,
+            });
+            chains.len() - 1
+        });
+        let Some(chain) = chains.get_mut(i) else {
+            continue;
+        };
+        let due: bool = row.try_get(8)?;
+        let first = chain.rows.is_empty();
+        if chain.cut || (first && head_of.get(&aggregate_id) != Some(&id)) || !due {
+            chain.cut = true;
+            continue;
+        }
+        let message = message_of(
+            id,
+            row.try_get(2)?,
+            row.try_get(3)?,
+            row.try_get(4)?,
+            row.try_get::<&str, _>(5)?,
+            row.try_get(6)?,
+        )?;
+        chain.rows.push(OutboxRow {
+            id,
+            aggregate_id,
+            attempts: row.try_get(7)?,
+            due,
+            message,
+        });
+    }
+    Ok(chains)
+}
+
 impl<P: Publisher> Relay<P> {
     /// Claims one batch, publishes it and marks what was confirmed, in one transaction.
     ///
@@ -427,43 +481,7 @@ impl<P: Publisher> Relay<P> {
         .bind(limit)
         .fetch_all(&mut *tx)
         .await?;
-        let mut chains: Vec<Chain> = Vec::new();
-        let mut index: HashMap<String, usize> = HashMap::new();
-        for row in rows {
-            let id: i64 = row.try_get(0)?;
-            let aggregate_id: String = row.try_get(1)?;
-            let i = *index.entry(aggregate_id.clone()).or_insert_with(|| {
-                chains.push(Chain {
-                    rows: Vec::new(),
-                    cut: false,
-                });
-                chains.len() - 1
-            });
-            let chain = &mut chains[i];
-            let due: bool = row.try_get(8)?;
-            let first = chain.rows.is_empty();
-            // A chain starts at the head this transaction locked and stops at the first row
-            // that is not due (it waits for a retry, or is parked).
-            if chain.cut || (first && head_of.get(&aggregate_id) != Some(&id)) || !due {
-                chain.cut = true;
-                continue;
-            }
-            let message = message_of(
-                id,
-                row.try_get(2)?,
-                row.try_get(3)?,
-                row.try_get(4)?,
-                row.try_get::<&str, _>(5)?,
-                row.try_get(6)?,
-            )?;
-            chain.rows.push(OutboxRow {
-                id,
-                aggregate_id,
-                attempts: row.try_get(7)?,
-                due,
-                message,
-            });
-        }
+        let chains = chains_of(rows, &head_of)?;
         let claimed = chains.iter().map(|c| c.rows.len()).sum();
         let results = join_all(chains.into_iter().map(|c| self.publish_chain(c.rows))).await;
 
@@ -515,51 +533,41 @@ impl<P: Publisher> Relay<P> {
         use super::sqlite::NOW;
         let t = &outbox.table;
         let limit = i64::from(self.config.batch_size);
-        // One relay per file: nobody else claims rows, so a plain read is the claim. Rows come
-        // in id order; each aggregate's chain starts at its first unsent row and stops at the
-        // first row that is not due (waiting for a retry, or parked).
-        let rows = sqlx::query(AssertSqlSafe(format!(
-            "SELECT id, aggregate_id, routing_key, message_id, content_type, headers, body, \
-                    attempts, (failed_at IS NULL AND next_attempt_at <= {NOW}) \
-             FROM {t} WHERE sent_at IS NULL ORDER BY id LIMIT ?"
+        // One relay per file: nobody else claims rows, so a plain read is the claim. First the
+        // due heads (an aggregate's first unsent row), so that aggregates held back by a
+        // row waiting for a retry, or parked, never fill the batch and starve the others;
+        // then each head's chain, heads first, then second rows, and so on.
+        let heads = sqlx::query(AssertSqlSafe(format!(
+            "SELECT o.id, o.aggregate_id FROM {t} o \
+             WHERE o.sent_at IS NULL AND o.failed_at IS NULL AND o.next_attempt_at <= {NOW} \
+               AND NOT EXISTS (SELECT 1 FROM {t} e WHERE e.aggregate_id = o.aggregate_id \
+                               AND e.sent_at IS NULL AND e.id < o.id) \
+             ORDER BY o.id LIMIT ?"
         )))
         .bind(limit)
         .fetch_all(&outbox.pool)
         .await?;
-        let mut chains: Vec<Chain> = Vec::new();
-        let mut index: HashMap<String, usize> = HashMap::new();
-        for row in rows {
-            let id: i64 = row.try_get(0)?;
-            let aggregate_id: String = row.try_get(1)?;
-            let i = *index.entry(aggregate_id.clone()).or_insert_with(|| {
-                chains.push(Chain {
-                    rows: Vec::new(),
-                    cut: false,
-                });
-                chains.len() - 1
-            });
-            let chain = &mut chains[i];
-            let due: bool = row.try_get(8)?;
-            if chain.cut || !due {
-                chain.cut = true;
-                continue;
-            }
-            let message = message_of(
-                id,
-                row.try_get(2)?,
-                row.try_get(3)?,
-                row.try_get(4)?,
-                row.try_get::<&str, _>(5)?,
-                row.try_get(6)?,
-            )?;
-            chain.rows.push(OutboxRow {
-                id,
-                aggregate_id,
-                attempts: row.try_get(7)?,
-                due,
-                message,
-            });
+        if heads.is_empty() {
+            return Ok(BatchReport::default());
         }
+        let mut head_of: HashMap<String, i64> = HashMap::new();
+        for row in &heads {
+            head_of.insert(row.try_get(1)?, row.try_get(0)?);
+        }
+        // At most `batch_size` placeholders, one per aggregate.
+        let placeholders = vec!["?"; head_of.len()].join(", ");
+        let mut query = sqlx::query(AssertSqlSafe(format!(
+            "SELECT id, aggregate_id, routing_key, message_id, content_type, headers, body, \
+                    attempts, (failed_at IS NULL AND next_attempt_at <= {NOW}) \
+             FROM (SELECT *, row_number() OVER (PARTITION BY aggregate_id ORDER BY id) AS pos \
+                   FROM {t} WHERE sent_at IS NULL AND aggregate_id IN ({placeholders})) \
+             ORDER BY pos, id LIMIT ?"
+        )));
+        for aggregate in head_of.keys() {
+            query = query.bind(aggregate.as_str());
+        }
+        let rows = query.bind(limit).fetch_all(&outbox.pool).await?;
+        let chains = chains_of(rows, &head_of)?;
         let claimed = chains.iter().map(|c| c.rows.len()).sum();
         if claimed == 0 {
             return Ok(BatchReport::default());

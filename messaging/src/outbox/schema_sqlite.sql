@@ -17,5 +17,7 @@ CREATE TABLE IF NOT EXISTS {table} (
 );
 -- Unsent rows in id order (the relay's scan).
 CREATE INDEX IF NOT EXISTS {table}_unsent ON {table} (id) WHERE sent_at IS NULL;
+-- Each aggregate's unsent rows in order (the relay's head check and chains).
+CREATE INDEX IF NOT EXISTS {table}_unsent_aggregate ON {table} (aggregate_id, id) WHERE sent_at IS NULL;
 -- Retention of sent rows.
 CREATE INDEX IF NOT EXISTS {table}_sent_at ON {table} (sent_at) WHERE sent_at IS NOT NULL;

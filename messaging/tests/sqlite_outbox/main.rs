@@ -277,6 +277,48 @@ async fn a_row_is_parked_after_max_attempts_and_retry_failed_revives_it() {
 }
 
 #[tokio::test]
+async fn aggregates_held_back_by_parked_rows_never_starve_the_others() {
+    let db = Db::new().await;
+    let broker = MemoryBroker::new();
+    let key = format!("{}.created", unique());
+    let (mut rx, sub) = collect(&broker, &key).await;
+    // A batch of two: `a` and `b` are the two oldest aggregates, and their heads get parked.
+    enqueue_committed(
+        &db.outbox,
+        &[
+            Event::new(key.clone(), "a", 1u32),
+            Event::new(key.clone(), "a", 2u32),
+            Event::new(key.clone(), "b", 3u32),
+        ],
+    )
+    .await;
+    let relay = Relay::builder(db.outbox.clone(), broker.publisher())
+        .batch_size(2)
+        .max_attempts(1)
+        .build()
+        .unwrap();
+    broker.fail_next_publishes(2);
+    let report = relay.run_once().await.unwrap();
+    assert_eq!((report.claimed, report.parked), (2, 2));
+    // Newer rows of another aggregate still go out, although the oldest unsent rows (a's two
+    // and b's one) fill more than a batch.
+    enqueue_committed(&db.outbox, &[Event::new(key.clone(), "c", 4u32)]).await;
+    let report = relay.run_once().await.unwrap();
+    assert_eq!((report.claimed, report.published), (1, 1));
+    assert_eq!(recv_n(&mut rx, 1).await[0].1, 4);
+    // Revived, `a` keeps its order.
+    assert_eq!(db.outbox.retry_failed().await.unwrap(), 2);
+    // Heads `a`1 and `b`3 first, then `a`2.
+    assert_eq!(relay.run_once().await.unwrap().published, 2);
+    assert_eq!(relay.run_once().await.unwrap().published, 1);
+    let got = recv_n(&mut rx, 3).await;
+    let a: Vec<u32> = got.iter().filter(|g| g.0 == "a").map(|g| g.1).collect();
+    assert_eq!(a, [1, 2]);
+    sub.shutdown(WAIT).await;
+    db.drop().await;
+}
+
+#[tokio::test]
 async fn the_started_relay_wakes_on_commit_and_shuts_down_gracefully() {
     let db = Db::new().await;
     let broker = MemoryBroker::new();

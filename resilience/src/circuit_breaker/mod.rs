@@ -29,7 +29,9 @@
 //! success.
 //!
 //! Closed calls take no lock and allocate nothing: the state is one atomic word, the count
-//! window a ring of bytes whose packed counters take one atomic add per call. A breaker that
+//! window a ring of bytes whose packed counters take one atomic add per recorded outcome. While
+//! the window is full of successes (a healthy upstream), a success changes nothing in it and is
+//! recorded with two plain loads, so threads sharing one breaker do not contend. A breaker that
 //! lives as long as the process can be created with [`Handle::new_static`], which also skips
 //! the reference counting per call (see `docs/benchmarks.md` for the figures).
 //!

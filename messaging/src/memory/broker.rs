@@ -15,9 +15,11 @@ use crate::subscriber::{SubscribeError, SubscriptionConfig};
 use crate::telemetry::Telemetry;
 use crate::topic;
 
+/// A message in a queue. The message is shared: fan-out, the unsettled copy and the
+/// handler's deliveries all point at one allocation.
 #[derive(Debug)]
 pub(super) struct Stored {
-    pub(super) message: Message,
+    pub(super) message: Arc<Message>,
     pub(super) redelivery_count: u32,
 }
 
@@ -28,12 +30,30 @@ struct Queue {
     delayed: BTreeMap<(Instant, u64), Stored>,
     /// Delivered, not yet settled: tag → (consumer, message).
     unacked: BTreeMap<u64, (u64, Stored)>,
-    consumers: Vec<u64>,
+    /// The consumers and their wake-up signals.
+    consumers: Vec<(u64, Arc<Notify>)>,
+    /// A consumer found nothing ready with room to take more: the next message wakes the
+    /// consumers. Publishing to a queue whose consumers are busy wakes nobody.
+    idle: bool,
 }
 
 impl Queue {
     fn len(&self) -> usize {
         self.ready.len() + self.delayed.len() + self.unacked.len()
+    }
+
+    /// Wakes every consumer of the queue.
+    fn wake_all(&self) {
+        for (_, notify) in &self.consumers {
+            notify.notify_waiters();
+        }
+    }
+
+    /// Wakes the consumers if one of them waits for a message.
+    fn wake_idle(&mut self) {
+        if std::mem::take(&mut self.idle) {
+            self.wake_all();
+        }
     }
 }
 
@@ -44,6 +64,8 @@ struct Consumer {
     unacked: usize,
     notify: Arc<Notify>,
     cancelled: bool,
+    /// A take was held back by the prefetch: the next settlement wakes the consumer.
+    wants_room: bool,
 }
 
 #[derive(Debug, Default)]
@@ -67,9 +89,20 @@ pub struct QueueStats {
     pub unacked: usize,
 }
 
-pub(super) enum Take {
-    Message { tag: u64, stored: Stored },
-    Wait(Option<Instant>),
+/// What a [`Inner::take`] handed out.
+pub(super) struct Taken {
+    /// How many messages it appended.
+    pub(super) count: usize,
+    /// When the earliest delayed retry of the queue comes due.
+    pub(super) next_due: Option<Instant>,
+}
+
+/// The queues a routing key goes to, kept for the messages of one locked batch that share
+/// the key.
+#[derive(Default)]
+struct Route {
+    key: String,
+    queues: Vec<String>,
 }
 
 #[derive(Debug)]
@@ -108,28 +141,56 @@ impl Inner {
         Ok(())
     }
 
-    pub(super) fn publish(&self, message: Message) -> Result<(), PublishError> {
+    pub(super) fn publish(&self, message: Arc<Message>) -> Result<(), PublishError> {
         let mut st = self.lock();
+        self.publish_locked(&mut st, &mut Route::default(), message)
+    }
+
+    /// Publishes `messages` under one lock, each as [`publish`](Self::publish) would, and
+    /// appends their results to `results` in order.
+    pub(super) fn publish_all(
+        &self,
+        messages: impl Iterator<Item = Arc<Message>>,
+        results: &mut Vec<Result<(), PublishError>>,
+    ) {
+        let mut st = self.lock();
+        let mut route = Route::default();
+        for message in messages {
+            results.push(self.publish_locked(&mut st, &mut route, message));
+        }
+    }
+
+    fn publish_locked(
+        &self,
+        st: &mut State,
+        route: &mut Route,
+        message: Arc<Message>,
+    ) -> Result<(), PublishError> {
         if st.fail_next_publishes > 0 {
             st.fail_next_publishes -= 1;
             return Err(PublishError::ConnectionLost);
         }
-        let mut targets: Vec<String> = st
-            .bindings
-            .iter()
-            .filter(|(p, _)| topic::matches(p, message.routing_key()))
-            .map(|(_, q)| q.clone())
-            .collect();
-        targets.sort_unstable();
-        targets.dedup();
-        if targets.is_empty() {
+        if route.key != message.routing_key() || route.key.is_empty() {
+            route.key.clear();
+            route.key.push_str(message.routing_key());
+            route.queues.clear();
+            route.queues.extend(
+                st.bindings
+                    .iter()
+                    .filter(|(p, _)| topic::matches(p, message.routing_key()))
+                    .map(|(_, q)| q.clone()),
+            );
+            route.queues.sort_unstable();
+            route.queues.dedup();
+        }
+        if route.queues.is_empty() {
             return Err(PublishError::Unroutable {
                 exchange: self.exchange.clone(),
                 routing_key: message.routing_key().to_owned(),
             });
         }
         // All or nothing: refuse before enqueueing anywhere.
-        for q in &targets {
+        for q in &route.queues {
             if st
                 .queues
                 .get(q)
@@ -138,26 +199,15 @@ impl Inner {
                 return Err(PublishError::QueueFull { queue: q.clone() });
             }
         }
-        let mut to_wake = Vec::new();
-        let mut message = Some(message);
-        for (i, q) in targets.iter().enumerate() {
+        for q in &route.queues {
             if let Some(queue) = st.queues.get_mut(q) {
-                // The last queue takes the message itself; the others a copy.
-                let message = if i + 1 == targets.len() {
-                    message.take()
-                } else {
-                    message.clone()
-                };
-                if let Some(message) = message {
-                    queue.ready.push_back(Stored {
-                        message,
-                        redelivery_count: 0,
-                    });
-                }
-                to_wake.extend(queue.consumers.iter().copied());
+                queue.ready.push_back(Stored {
+                    message: message.clone(),
+                    redelivery_count: 0,
+                });
+                queue.wake_idle();
             }
         }
-        wake(&st, to_wake);
         Ok(())
     }
 
@@ -174,32 +224,41 @@ impl Inner {
                 unacked: 0,
                 notify: notify.clone(),
                 cancelled: false,
+                wants_room: false,
             },
         );
         st.queues
             .entry(queue.to_owned())
             .or_default()
             .consumers
-            .push(id);
-        notify.notify_one();
+            .push((id, notify.clone()));
         (id, notify)
     }
 
-    /// Hands the next message to `consumer` if its prefetch allows, after moving due delayed
-    /// retries to the back of the queue.
-    pub(super) fn take(&self, consumer: u64) -> Take {
+    /// Appends to `out` up to `max` messages for `consumer`, as many as its prefetch allows,
+    /// after moving due delayed retries to the back of the queue.
+    ///
+    /// When it hands out fewer than `max`, it records why, so that the message or the
+    /// settlement that would let it hand out more wakes the consumer: create the
+    /// [`Notify::notified`] future *before* calling this, and wait on it afterwards.
+    pub(super) fn take(&self, consumer: u64, max: usize, out: &mut Vec<(u64, Stored)>) -> Taken {
         let now = Instant::now();
         let mut st = self.lock();
-        st.next_id += 1;
-        let tag = st.next_id;
         let State {
-            queues, consumers, ..
+            queues,
+            consumers,
+            next_id,
+            ..
         } = &mut *st;
+        let nothing = Taken {
+            count: 0,
+            next_due: None,
+        };
         let Some(c) = consumers.get_mut(&consumer) else {
-            return Take::Wait(None);
+            return nothing;
         };
         let Some(queue) = queues.get_mut(&c.queue) else {
-            return Take::Wait(None);
+            return nothing;
         };
         while let Some(entry) = queue.delayed.first_entry() {
             if entry.key().0 > now {
@@ -208,31 +267,44 @@ impl Inner {
             queue.ready.push_back(entry.remove());
         }
         let next_due = queue.delayed.keys().next().map(|k| k.0);
-        if c.cancelled || c.unacked >= c.prefetch {
-            return Take::Wait(next_due);
+        if c.cancelled {
+            return Taken { count: 0, next_due };
         }
-        match queue.ready.pop_front() {
-            Some(stored) => {
-                c.unacked += 1;
-                queue.unacked.insert(
-                    tag,
-                    (
-                        consumer,
-                        Stored {
-                            message: stored.message.clone(),
-                            redelivery_count: stored.redelivery_count,
-                        },
-                    ),
-                );
-                Take::Message { tag, stored }
+        let n = max
+            .min(c.prefetch.saturating_sub(c.unacked))
+            .min(queue.ready.len());
+        for stored in queue.ready.drain(..n) {
+            *next_id += 1;
+            let tag = *next_id;
+            let copy = Stored {
+                message: stored.message.clone(),
+                redelivery_count: stored.redelivery_count,
+            };
+            queue.unacked.insert(tag, (consumer, copy));
+            out.push((tag, stored));
+        }
+        c.unacked += n;
+        if n < max {
+            if queue.ready.is_empty() {
+                queue.idle = true;
             }
-            None => Take::Wait(next_due),
+            if c.unacked >= c.prefetch {
+                c.wants_room = true;
+            }
         }
+        Taken { count: n, next_due }
     }
 
-    /// Carries out a settlement. A stale tag (the message was already requeued because its
-    /// connection dropped) is ignored: the requeued copy is the live one.
-    pub(super) fn settle(&self, consumer: u64, tag: u64, settlement: Settlement) -> bool {
+    /// Carries out the settlements in `settled` (tag, settlement), emptying it. A stale tag
+    /// (the message was already requeued because its connection dropped) is ignored: the
+    /// requeued copy is the live one. The messages acknowledged go to `released`, for the
+    /// caller to drop after the lock is released.
+    pub(super) fn settle(
+        &self,
+        consumer: u64,
+        settled: &mut Vec<(u64, Settlement)>,
+        released: &mut Vec<Stored>,
+    ) {
         let mut st = self.lock();
         let State {
             queues,
@@ -241,46 +313,68 @@ impl Inner {
             ..
         } = &mut *st;
         let Some(c) = consumers.get_mut(&consumer) else {
-            return false;
+            settled.clear();
+            return;
         };
         let Some(queue) = queues.get_mut(&c.queue) else {
-            return false;
+            settled.clear();
+            return;
         };
-        if queue.unacked.remove(&tag).is_none() {
-            return false;
-        }
-        c.unacked = c.unacked.saturating_sub(1);
-        // The settling consumer has room again; nothing else changed for the others.
-        let mut wake_list = vec![consumer];
-        match settlement {
-            Settlement::Ack => {}
-            Settlement::Retry { delay, message } => {
-                // A new due time: a consumer waiting may need to wake earlier.
-                wake_list.clone_from(&queue.consumers);
-                *next_id += 1;
-                queue.delayed.insert(
-                    (Instant::now() + delay, *next_id),
-                    Stored {
-                        message,
-                        redelivery_count: 0,
-                    },
-                );
+        let now = Instant::now();
+        let mut freed = 0;
+        let mut retried = false;
+        // Dead letters stay in `settled` for the second pass, which holds the DLQ instead.
+        settled.retain_mut(|(tag, settlement)| {
+            let Some((_, stored)) = queue.unacked.remove(tag) else {
+                return false;
+            };
+            freed += 1;
+            released.push(stored);
+            match std::mem::replace(settlement, Settlement::Ack) {
+                Settlement::Ack => false,
+                Settlement::Retry { delay, message } => {
+                    retried = true;
+                    *next_id += 1;
+                    queue.delayed.insert(
+                        (now + delay, *next_id),
+                        Stored {
+                            message: Arc::new(message),
+                            redelivery_count: 0,
+                        },
+                    );
+                    false
+                }
+                dead_letter @ Settlement::DeadLetter { .. } => {
+                    *settlement = dead_letter;
+                    true
+                }
             }
-            Settlement::DeadLetter { mut message } => {
+        });
+        c.unacked = c.unacked.saturating_sub(freed);
+        if retried {
+            // A new due time: a consumer waiting may need to wake earlier.
+            queue.wake_all();
+        }
+        if freed > 0 && std::mem::take(&mut c.wants_room) {
+            c.notify.notify_waiters();
+        }
+        if settled.is_empty() {
+            return;
+        }
+        let dlq = queues.entry(format!("{}.dlq", c.queue)).or_default();
+        for (_, settlement) in settled.drain(..) {
+            if let Settlement::DeadLetter { mut message } = settlement {
                 message.headers_mut().insert(
                     crate::dead_letter::headers::ORIGINAL_EXCHANGE.to_owned(),
                     self.exchange.clone(),
                 );
-                let dlq = queues.entry(format!("{}.dlq", c.queue)).or_default();
-                wake_list.extend(dlq.consumers.iter().copied());
                 dlq.ready.push_back(Stored {
-                    message,
+                    message: Arc::new(message),
                     redelivery_count: 0,
                 });
             }
         }
-        wake(&st, wake_list);
-        true
+        dlq.wake_idle();
     }
 
     /// Requeues every message delivered to `consumer` and not settled, at the head of its
@@ -316,10 +410,11 @@ impl Inner {
         let Some(queue) = st.queues.get_mut(&c.queue) else {
             return 0;
         };
-        queue.consumers.retain(|id| *id != consumer);
+        queue.consumers.retain(|(id, _)| *id != consumer);
         let n = Self::requeue_unacked(queue, Some(consumer));
-        let wake_list = queue.consumers.clone();
-        wake(&st, wake_list);
+        if n > 0 {
+            queue.wake_all();
+        }
         n
     }
 
@@ -333,7 +428,8 @@ impl Inner {
         }
         for c in st.consumers.values_mut() {
             c.unacked = 0;
-            c.notify.notify_one();
+            c.wants_room = false;
+            c.notify.notify_waiters();
             self.telemetry.counters.reconnected();
         }
         n
@@ -369,7 +465,7 @@ impl Inner {
             .iter()
             .take(limit)
             .map(|s| DeadLetter {
-                message: s.message.clone(),
+                message: Message::clone(&s.message),
             })
             .collect())
     }
@@ -394,14 +490,12 @@ impl Inner {
         let moved: Vec<Stored> = dlq.ready.drain(..n).collect();
         let target = st.queues.get_mut(queue).ok_or_else(unknown)?;
         for mut stored in moved {
-            stored
-                .message
+            Arc::make_mut(&mut stored.message)
                 .headers_mut()
                 .retain(|k, _| !k.starts_with("messaging-"));
             target.ready.push_back(stored);
         }
-        let wake_list = target.consumers.clone();
-        wake(&st, wake_list);
+        target.wake_all();
         Ok(n)
     }
 }
@@ -437,23 +531,13 @@ impl Inner {
             return Ok(false);
         };
         if replay {
-            stored
-                .message
+            Arc::make_mut(&mut stored.message)
                 .headers_mut()
                 .retain(|k, _| !k.starts_with("messaging-"));
             let target = st.queues.get_mut(queue).ok_or_else(unknown)?;
             target.ready.push_back(stored);
-            let wake_list = target.consumers.clone();
-            wake(&st, wake_list);
+            target.wake_all();
         }
         Ok(true)
-    }
-}
-
-fn wake(st: &State, consumers: Vec<u64>) {
-    for id in consumers {
-        if let Some(c) = st.consumers.get(&id) {
-            c.notify.notify_one();
-        }
     }
 }

@@ -56,6 +56,8 @@ use crate::telemetry;
 
 const DEFAULT_EXCHANGE: &str = "domain-events";
 const DEFAULT_MAX_QUEUE_LENGTH: usize = 1_000_000;
+/// How many messages of a [`MemoryPublisher::publish_batch`] are enqueued under one lock.
+const PUBLISH_CHUNK: usize = 128;
 
 /// An in-process topic exchange and its queues.
 ///
@@ -176,18 +178,34 @@ pub struct MemoryPublisher {
 impl Publisher for MemoryPublisher {
     async fn publish(&self, message: Message) -> Result<(), PublishError> {
         let inner = &self.inner;
-        telemetry::publish(
-            &inner.telemetry,
-            message,
-            |m| async move { inner.publish(m) },
-        )
+        telemetry::publish(&inner.telemetry, message, |m| async move {
+            inner.publish(Arc::new(m))
+        })
         .await
     }
 
+    /// Each message gets its own span and result, as with [`publish`](Self::publish), but
+    /// they are enqueued 128 at a time under one lock, waking an idle consumer
+    /// once per chunk rather than once per message.
     async fn publish_batch(&self, messages: Vec<Message>) -> Vec<Result<(), PublishError>> {
+        let telemetry = &self.inner.telemetry;
         let mut results = Vec::with_capacity(messages.len());
-        for m in messages {
-            results.push(self.publish(m).await);
+        let mut spans = Vec::with_capacity(messages.len().min(PUBLISH_CHUNK));
+        let mut chunk = Vec::with_capacity(messages.len().min(PUBLISH_CHUNK));
+        let mut messages = messages.into_iter();
+        loop {
+            for mut m in messages.by_ref().take(PUBLISH_CHUNK) {
+                spans.push(telemetry::producer_span(telemetry, &mut m));
+                chunk.push(Arc::new(m));
+            }
+            if chunk.is_empty() {
+                break;
+            }
+            let first = results.len();
+            self.inner.publish_all(chunk.drain(..), &mut results);
+            for (span, result) in spans.drain(..).zip(&results[first..]) {
+                telemetry::published(telemetry, &span, result);
+            }
         }
         results
     }
@@ -218,16 +236,17 @@ impl Subscriber for MemorySubscriber {
             .add_consumer(&queue, usize::from(config.prefetch()));
         let ctx = Arc::new(Ctx {
             broker: self.inner.clone(),
-            permits: Arc::new(Semaphore::new(config.concurrency())),
+            permits: Semaphore::new(config.concurrency()),
             handler,
             config,
-            queue: queue.clone(),
+            queue: queue.as_str().into(),
             consumer,
+            notify,
             stopping: AtomicBool::new(false),
         });
         let (stop, stop_rx) = watch::channel(None);
         // The consumer's tasks keep the `tracing` subscriber of the code that subscribed.
-        let task = tokio::spawn(consumer::run(ctx, notify, stop_rx).with_current_subscriber());
+        let task = tokio::spawn(consumer::run(ctx, stop_rx).with_current_subscriber());
         Ok(MemorySubscription { stop, task, queue })
     }
 }

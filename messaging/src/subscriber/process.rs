@@ -2,6 +2,7 @@
 //! turns its result into a settlement the backend carries out.
 
 use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::FutureExt;
@@ -36,12 +37,16 @@ fn header_u32(message: &Message, name: &str) -> u32 {
 /// linked to the producer's context with the `opentelemetry` feature, or only linked, as
 /// [`SubscriptionConfig::consumer_trace`] says), and counts the delivery and its
 /// settlement.
+///
+/// Every attempt's [`Delivery`] shares `message`; it is copied only when a failure must
+/// write headers while someone else (the backend's unsettled copy, a handler that kept its
+/// delivery) still holds it.
 pub(crate) async fn process<H: Handler>(
     telemetry: &Telemetry,
     handler: &H,
     config: &SubscriptionConfig,
-    queue: &str,
-    message: Message,
+    queue: &Arc<str>,
+    message: Arc<Message>,
     redelivery_count: u32,
 ) -> Settlement {
     let span = telemetry::consumer_span(
@@ -61,8 +66,8 @@ pub(crate) async fn process<H: Handler>(
 async fn run<H: Handler>(
     handler: &H,
     config: &SubscriptionConfig,
-    queue: &str,
-    mut message: Message,
+    queue: &Arc<str>,
+    mut message: Arc<Message>,
     redelivery_count: u32,
 ) -> Settlement {
     let mut attempt = header_u32(&message, dl::ATTEMPTS);
@@ -76,7 +81,7 @@ async fn run<H: Handler>(
         attempt = attempt.saturating_add(1);
         let delivery = Delivery {
             message: message.clone(),
-            queue: queue.to_owned(),
+            queue: queue.clone(),
             attempt,
             redelivery_count,
         };
@@ -96,8 +101,8 @@ async fn run<H: Handler>(
                 None,
             ),
         };
-        tracing::debug!(queue, attempt, kind, error = %text, "handler did not succeed");
-        let headers = message.headers_mut();
+        tracing::debug!(queue = &**queue, attempt, kind, error = %text, "handler did not succeed");
+        let headers = Arc::make_mut(&mut message).headers_mut();
         headers.insert(dl::ATTEMPTS.to_owned(), attempt.to_string());
         headers
             .entry(dl::FIRST_FAILURE.to_owned())
@@ -106,7 +111,13 @@ async fn run<H: Handler>(
         let exhausted = attempt >= config.max_attempts();
         if !retryable || exhausted {
             let error_type = if retryable { "retries-exhausted" } else { kind };
-            return dead_letter(message, error_type, &text, handler.name(), attempt);
+            return dead_letter(
+                Arc::unwrap_or_clone(message),
+                error_type,
+                &text,
+                handler.name(),
+                attempt,
+            );
         }
         if explicit_delay.is_none() && in_process < config.in_process_retries() {
             let base = config
@@ -128,7 +139,7 @@ async fn run<H: Handler>(
                 Some(d) => d,
                 None => {
                     return dead_letter(
-                        message,
+                        Arc::unwrap_or_clone(message),
                         "retries-exhausted",
                         &text,
                         handler.name(),
@@ -137,6 +148,7 @@ async fn run<H: Handler>(
                 }
             },
         };
+        let mut message = Arc::unwrap_or_clone(message);
         message.headers_mut().insert(
             dl::DELAYED_RETRIES.to_owned(),
             delayed_so_far.saturating_add(1).to_string(),

@@ -70,10 +70,15 @@ impl Metrics {
         reason = "the counters are kept by the backends, all behind features"
     )
 )]
+// The publishers' counters and the consumers' counters sit on separate cache lines, so
+// that a publishing thread and a consuming thread do not take the line from each other on
+// every message.
+#[repr(C, align(128))]
 pub(crate) struct Counters {
     pub(crate) published: AtomicU64,
     pub(crate) confirmed: AtomicU64,
     pub(crate) returned: AtomicU64,
+    _consumer_line: [u64; 13],
     pub(crate) consumed: AtomicU64,
     pub(crate) retried: AtomicU64,
     pub(crate) dead_lettered: AtomicU64,

@@ -49,10 +49,11 @@ impl Queue {
         }
     }
 
-    /// Wakes the consumers if one of them waits for a message.
-    fn wake_idle(&mut self) {
+    /// If a consumer waits for a message, adds the signal of every consumer to `wake`: each
+    /// consumer wakes one of its runners, which wakes another if it leaves work behind.
+    fn wake_idle(&mut self, wake: &mut Vec<Arc<Notify>>) {
         if std::mem::take(&mut self.idle) {
-            self.wake_all();
+            wake.extend(self.consumers.iter().map(|(_, notify)| notify.clone()));
         }
     }
 }
@@ -95,13 +96,15 @@ pub(super) struct Taken {
     pub(super) count: usize,
     /// When the earliest delayed retry of the queue comes due.
     pub(super) next_due: Option<Instant>,
+    /// Whether messages are left that the consumer's prefetch would allow: a runner that
+    /// took all it could hands them on to another runner.
+    pub(super) more: bool,
 }
 
-/// The queues a routing key goes to, kept for the messages of one locked batch that share
-/// the key.
+/// The queues a routing key goes to, kept for a run of messages with that key in one
+/// locked batch.
 #[derive(Default)]
 struct Route {
-    key: String,
     queues: Vec<String>,
 }
 
@@ -142,38 +145,49 @@ impl Inner {
     }
 
     pub(super) fn publish(&self, message: Arc<Message>) -> Result<(), PublishError> {
-        let mut st = self.lock();
-        self.publish_locked(&mut st, &mut Route::default(), message)
+        let mut wake = Vec::new();
+        let result = self.publish_locked(&mut self.lock(), &mut None, message, &mut wake);
+        notify_one(wake);
+        result
     }
 
     /// Publishes `messages` under one lock, each as [`publish`](Self::publish) would, and
-    /// appends their results to `results` in order.
+    /// appends their results to `results` in order. Each message comes with whether its
+    /// routing key is the previous one's: comparing keys before taking the lock keeps the
+    /// reads of the messages out of the time the lock is held.
     pub(super) fn publish_all(
         &self,
-        messages: impl Iterator<Item = Arc<Message>>,
+        messages: impl Iterator<Item = (Arc<Message>, bool)>,
         results: &mut Vec<Result<(), PublishError>>,
     ) {
+        let mut wake = Vec::new();
         let mut st = self.lock();
-        let mut route = Route::default();
-        for message in messages {
-            results.push(self.publish_locked(&mut st, &mut route, message));
+        let mut route = None;
+        for (message, same_key) in messages {
+            if !same_key {
+                route = None;
+            }
+            results.push(self.publish_locked(&mut st, &mut route, message, &mut wake));
         }
+        drop(st);
+        notify_one(wake);
     }
 
+    /// Publishes `message` to the queues of `route`, first finding them when `route` is
+    /// `None`, and adds the consumers to wake once the lock is released to `wake`.
     fn publish_locked(
         &self,
         st: &mut State,
-        route: &mut Route,
+        route: &mut Option<Route>,
         message: Arc<Message>,
+        wake: &mut Vec<Arc<Notify>>,
     ) -> Result<(), PublishError> {
         if st.fail_next_publishes > 0 {
             st.fail_next_publishes -= 1;
             return Err(PublishError::ConnectionLost);
         }
-        if route.key != message.routing_key() || route.key.is_empty() {
-            route.key.clear();
-            route.key.push_str(message.routing_key());
-            route.queues.clear();
+        let route = route.get_or_insert_with(|| {
+            let mut route = Route::default();
             route.queues.extend(
                 st.bindings
                     .iter()
@@ -182,7 +196,8 @@ impl Inner {
             );
             route.queues.sort_unstable();
             route.queues.dedup();
-        }
+            route
+        });
         if route.queues.is_empty() {
             return Err(PublishError::Unroutable {
                 exchange: self.exchange.clone(),
@@ -205,7 +220,7 @@ impl Inner {
                     message: message.clone(),
                     redelivery_count: 0,
                 });
-                queue.wake_idle();
+                queue.wake_idle(wake);
             }
         }
         Ok(())
@@ -238,9 +253,10 @@ impl Inner {
     /// Appends to `out` up to `max` messages for `consumer`, as many as its prefetch allows,
     /// after moving due delayed retries to the back of the queue.
     ///
-    /// When it hands out fewer than `max`, it records why, so that the message or the
-    /// settlement that would let it hand out more wakes the consumer: create the
-    /// [`Notify::notified`] future *before* calling this, and wait on it afterwards.
+    /// When it leaves the queue empty, or hands out fewer than `max` for the prefetch, it
+    /// records that, so that the next message or settlement wakes one of the consumer's
+    /// runners: create the [`Notify::notified`] future *before* calling this, and wait on it
+    /// afterwards.
     pub(super) fn take(&self, consumer: u64, max: usize, out: &mut Vec<(u64, Stored)>) -> Taken {
         let now = Instant::now();
         let mut st = self.lock();
@@ -253,6 +269,7 @@ impl Inner {
         let nothing = Taken {
             count: 0,
             next_due: None,
+            more: false,
         };
         let Some(c) = consumers.get_mut(&consumer) else {
             return nothing;
@@ -268,7 +285,10 @@ impl Inner {
         }
         let next_due = queue.delayed.keys().next().map(|k| k.0);
         if c.cancelled {
-            return Taken { count: 0, next_due };
+            return Taken {
+                next_due,
+                ..nothing
+            };
         }
         let n = max
             .min(c.prefetch.saturating_sub(c.unacked))
@@ -284,15 +304,18 @@ impl Inner {
             out.push((tag, stored));
         }
         c.unacked += n;
-        if n < max {
-            if queue.ready.is_empty() {
-                queue.idle = true;
-            }
-            if c.unacked >= c.prefetch {
-                c.wants_room = true;
-            }
+        // Even when this runner is now full, another may be waiting.
+        if queue.ready.is_empty() {
+            queue.idle = true;
         }
-        Taken { count: n, next_due }
+        if n < max && c.unacked >= c.prefetch {
+            c.wants_room = true;
+        }
+        Taken {
+            count: n,
+            next_due,
+            more: !queue.ready.is_empty() && c.unacked < c.prefetch,
+        }
     }
 
     /// Carries out the settlements in `settled` (tag, settlement), emptying it. A stale tag
@@ -356,7 +379,7 @@ impl Inner {
             queue.wake_all();
         }
         if freed > 0 && std::mem::take(&mut c.wants_room) {
-            c.notify.notify_waiters();
+            c.notify.notify_one();
         }
         if settled.is_empty() {
             return;
@@ -374,7 +397,9 @@ impl Inner {
                 });
             }
         }
-        dlq.wake_idle();
+        if std::mem::take(&mut dlq.idle) {
+            dlq.wake_all();
+        }
     }
 
     /// Requeues every message delivered to `consumer` and not settled, at the head of its
@@ -539,5 +564,12 @@ impl Inner {
             target.wake_all();
         }
         Ok(true)
+    }
+}
+
+/// Wakes one runner of each consumer in `wake`.
+fn notify_one(wake: Vec<Arc<Notify>>) {
+    for notify in wake {
+        notify.notify_one();
     }
 }

@@ -105,6 +105,7 @@ async fn collect<F: Future>(running: &mut FuturesUnordered<F>, out: &mut Vec<F::
 /// no more than the prefetch can keep busy.
 fn runner_count(concurrency: usize, prefetch: usize) -> usize {
     let workers = tokio::runtime::Handle::try_current().map_or(1, |h| h.metrics().num_workers());
+    let workers = std::env::var("SINEW_RUNNERS").ok().and_then(|v| v.parse().ok()).unwrap_or(workers);
     workers.min(concurrency).min(prefetch).max(1)
 }
 
@@ -114,6 +115,7 @@ fn runner_count(concurrency: usize, prefetch: usize) -> usize {
 async fn runner<H: Handler>(
     ctx: Arc<Ctx<H>>,
     share: usize,
+    peers: bool,
     mut stop: watch::Receiver<Option<Duration>>,
 ) {
     let ctx = &*ctx;
@@ -135,6 +137,9 @@ async fn runner<H: Handler>(
             }
             if got.count < free {
                 starved = Some(got.next_due);
+            } else if got.more && peers {
+                // Full, with work left: hand the wake-up on to another runner.
+                ctx.notify.notify_one();
             }
         }
         collect(&mut running, &mut settled).await;
@@ -224,7 +229,8 @@ pub(super) async fn run<H: Handler>(
         let runners = runner_count(concurrency, usize::from(ctx.config.prefetch()));
         for i in 0..runners {
             let share = concurrency / runners + usize::from(i < concurrency % runners);
-            tasks.spawn(runner(ctx.clone(), share, stop.clone()).with_current_subscriber());
+            let runner = runner(ctx.clone(), share, runners > 1, stop.clone());
+            tasks.spawn(runner.with_current_subscriber());
         }
     }
     let deadline = loop {

@@ -70,12 +70,10 @@ async fn run<H: Handler>(
     mut message: Arc<Message>,
     redelivery_count: u32,
 ) -> Settlement {
-    let mut attempt = header_u32(&message, dl::ATTEMPTS);
-    let delayed_so_far = header_u32(&message, dl::DELAYED_RETRIES);
-    let mut rng = match config.jitter_seed() {
-        Some(seed) => fastrand::Rng::with_seed(seed ^ u64::from(attempt)),
-        None => fastrand::Rng::new(),
-    };
+    let attempts_before = header_u32(&message, dl::ATTEMPTS);
+    let mut attempt = attempts_before;
+    // The jitter source, made on the first in-process retry: most messages never need it.
+    let mut rng = None;
     let mut in_process = 0u32;
     loop {
         attempt = attempt.saturating_add(1);
@@ -124,9 +122,14 @@ async fn run<H: Handler>(
                 .in_process_backoff()
                 .saturating_mul(1 << in_process.min(16));
             in_process += 1;
+            let rng = rng.get_or_insert_with(|| match config.jitter_seed() {
+                Some(seed) => fastrand::Rng::with_seed(seed ^ u64::from(attempts_before)),
+                None => fastrand::Rng::new(),
+            });
             tokio::time::sleep(base.mul_f64(0.5 + rng.f64() / 2.0)).await;
             continue;
         }
+        let delayed_so_far = header_u32(&message, dl::DELAYED_RETRIES);
         let delays = config.delayed_retries();
         let idx = usize::try_from(delayed_so_far).unwrap_or(usize::MAX);
         let scheduled = delays.get(idx).copied();

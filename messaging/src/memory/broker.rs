@@ -15,17 +15,73 @@ use crate::subscriber::{SubscribeError, SubscriptionConfig};
 use crate::telemetry::Telemetry;
 use crate::topic;
 
-/// A message in a queue. The message is shared: fan-out, the unsettled copy and the
-/// handler's deliveries all point at one allocation.
+/// A message delivered or waiting for a retry. The message is shared: the unsettled copy
+/// and the handler's deliveries all point at one allocation.
 #[derive(Debug)]
 pub(super) struct Stored {
     pub(super) message: Arc<Message>,
     pub(super) redelivery_count: u32,
 }
 
+/// A message ready in a queue.
+#[derive(Debug)]
+struct Ready {
+    message: Payload,
+    redelivery_count: u32,
+}
+
+/// A ready message as published to one queue, moved in without an allocation, or shared:
+/// fanned out to several queues, or back from a consumer.
+#[derive(Debug)]
+enum Payload {
+    Owned(Message),
+    Shared(Arc<Message>),
+}
+
+impl Payload {
+    fn get(&self) -> &Message {
+        match self {
+            Self::Owned(m) => m,
+            Self::Shared(m) => m,
+        }
+    }
+
+    fn get_mut(&mut self) -> &mut Message {
+        match self {
+            Self::Owned(m) => m,
+            Self::Shared(m) => Arc::make_mut(m),
+        }
+    }
+
+    fn share(self) -> Arc<Message> {
+        match self {
+            Self::Owned(m) => Arc::new(m),
+            Self::Shared(m) => m,
+        }
+    }
+}
+
+impl From<Stored> for Ready {
+    fn from(stored: Stored) -> Self {
+        Self {
+            message: Payload::Shared(stored.message),
+            redelivery_count: stored.redelivery_count,
+        }
+    }
+}
+
+impl Ready {
+    const fn new(message: Payload) -> Self {
+        Self {
+            message,
+            redelivery_count: 0,
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct Queue {
-    ready: VecDeque<Stored>,
+    ready: VecDeque<Ready>,
     /// Delayed retries, by (due time, sequence number).
     delayed: BTreeMap<(Instant, u64), Stored>,
     /// Delivered, not yet settled: tag → (consumer, message).
@@ -144,7 +200,7 @@ impl Inner {
         Ok(())
     }
 
-    pub(super) fn publish(&self, message: Arc<Message>) -> Result<(), PublishError> {
+    pub(super) fn publish(&self, message: Message) -> Result<(), PublishError> {
         let mut wake = Vec::new();
         let result = self.publish_locked(&mut self.lock(), &mut None, message, &mut wake);
         notify_one(wake);
@@ -157,7 +213,7 @@ impl Inner {
     /// reads of the messages out of the time the lock is held.
     pub(super) fn publish_all(
         &self,
-        messages: impl Iterator<Item = (Arc<Message>, bool)>,
+        messages: impl Iterator<Item = (Message, bool)>,
         results: &mut Vec<Result<(), PublishError>>,
     ) {
         let mut wake = Vec::new();
@@ -179,7 +235,7 @@ impl Inner {
         &self,
         st: &mut State,
         route: &mut Option<Route>,
-        message: Arc<Message>,
+        message: Message,
         wake: &mut Vec<Arc<Notify>>,
     ) -> Result<(), PublishError> {
         if st.fail_next_publishes > 0 {
@@ -214,12 +270,21 @@ impl Inner {
                 return Err(PublishError::QueueFull { queue: q.clone() });
             }
         }
+        // One queue takes the message itself; several share it.
+        let mut payload = match route.queues.len() {
+            1 => Some(Payload::Owned(message)),
+            _ => Some(Payload::Shared(Arc::new(message))),
+        };
         for q in &route.queues {
             if let Some(queue) = st.queues.get_mut(q) {
-                queue.ready.push_back(Stored {
-                    message: message.clone(),
-                    redelivery_count: 0,
-                });
+                let message = match &payload {
+                    Some(Payload::Shared(m)) => Payload::Shared(m.clone()),
+                    _ => match payload.take() {
+                        Some(message) => message,
+                        None => continue,
+                    },
+                };
+                queue.ready.push_back(Ready::new(message));
                 queue.wake_idle(wake);
             }
         }
@@ -281,7 +346,7 @@ impl Inner {
             if entry.key().0 > now {
                 break;
             }
-            queue.ready.push_back(entry.remove());
+            queue.ready.push_back(entry.remove().into());
         }
         let next_due = queue.delayed.keys().next().map(|k| k.0);
         if c.cancelled {
@@ -293,9 +358,13 @@ impl Inner {
         let n = max
             .min(c.prefetch.saturating_sub(c.unacked))
             .min(queue.ready.len());
-        for stored in queue.ready.drain(..n) {
+        for ready in queue.ready.drain(..n) {
             *next_id += 1;
             let tag = *next_id;
+            let stored = Stored {
+                message: ready.message.share(),
+                redelivery_count: ready.redelivery_count,
+            };
             let copy = Stored {
                 message: stored.message.clone(),
                 redelivery_count: stored.redelivery_count,
@@ -391,10 +460,7 @@ impl Inner {
                     crate::dead_letter::headers::ORIGINAL_EXCHANGE.to_owned(),
                     self.exchange.clone(),
                 );
-                dlq.ready.push_back(Stored {
-                    message: Arc::new(message),
-                    redelivery_count: 0,
-                });
+                dlq.ready.push_back(Ready::new(Payload::Owned(message)));
             }
         }
         if std::mem::take(&mut dlq.idle) {
@@ -414,7 +480,7 @@ impl Inner {
         for tag in tags.iter().rev() {
             if let Some((_, mut stored)) = queue.unacked.remove(tag) {
                 stored.redelivery_count = stored.redelivery_count.saturating_add(1);
-                queue.ready.push_front(stored);
+                queue.ready.push_front(stored.into());
             }
         }
         tags.len()
@@ -489,8 +555,8 @@ impl Inner {
             .ready
             .iter()
             .take(limit)
-            .map(|s| DeadLetter {
-                message: Message::clone(&s.message),
+            .map(|r| DeadLetter {
+                message: r.message.get().clone(),
             })
             .collect())
     }
@@ -512,13 +578,15 @@ impl Inner {
             .get_mut(&format!("{queue}.dlq"))
             .ok_or_else(unknown)?;
         let n = limit.min(dlq.ready.len());
-        let moved: Vec<Stored> = dlq.ready.drain(..n).collect();
+        let moved: Vec<Ready> = dlq.ready.drain(..n).collect();
         let target = st.queues.get_mut(queue).ok_or_else(unknown)?;
-        for mut stored in moved {
-            Arc::make_mut(&mut stored.message)
+        for mut ready in moved {
+            ready
+                .message
+                .get_mut()
                 .headers_mut()
                 .retain(|k, _| !k.starts_with("messaging-"));
-            target.ready.push_back(stored);
+            target.ready.push_back(ready);
         }
         target.wake_all();
         Ok(n)
@@ -548,19 +616,21 @@ impl Inner {
         let Some(at) = dlq
             .ready
             .iter()
-            .position(|s| s.message.message_id() == message_id)
+            .position(|r| r.message.get().message_id() == message_id)
         else {
             return Ok(false);
         };
-        let Some(mut stored) = dlq.ready.remove(at) else {
+        let Some(mut ready) = dlq.ready.remove(at) else {
             return Ok(false);
         };
         if replay {
-            Arc::make_mut(&mut stored.message)
+            ready
+                .message
+                .get_mut()
                 .headers_mut()
                 .retain(|k, _| !k.starts_with("messaging-"));
             let target = st.queues.get_mut(queue).ok_or_else(unknown)?;
-            target.ready.push_back(stored);
+            target.ready.push_back(ready);
             target.wake_all();
         }
         Ok(true)

@@ -179,7 +179,7 @@ impl Publisher for MemoryPublisher {
     async fn publish(&self, message: Message) -> Result<(), PublishError> {
         let inner = &self.inner;
         telemetry::publish(&inner.telemetry, message, |m| async move {
-            inner.publish(Arc::new(m))
+            inner.publish(m)
         })
         .await
     }
@@ -193,17 +193,13 @@ impl Publisher for MemoryPublisher {
         let mut spans = Vec::with_capacity(messages.len().min(PUBLISH_CHUNK));
         let mut chunk = Vec::with_capacity(messages.len().min(PUBLISH_CHUNK));
         let mut messages = messages.into_iter();
-        let mut previous_key = None;
         loop {
             for mut m in messages.by_ref().take(PUBLISH_CHUNK) {
                 spans.push(telemetry::producer_span(telemetry, &mut m));
                 // The first of a chunk finds its route afresh: bindings may have changed.
-                let same_key = !chunk.is_empty()
-                    && previous_key.as_ref().is_some_and(|k: &Arc<Message>| {
-                        k.routing_key() == m.routing_key()
-                    });
-                let m = Arc::new(m);
-                previous_key = Some(m.clone());
+                let same_key = chunk
+                    .last()
+                    .is_some_and(|(k, _): &(Message, bool)| k.routing_key() == m.routing_key());
                 chunk.push((m, same_key));
             }
             if chunk.is_empty() {

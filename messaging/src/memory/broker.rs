@@ -1,12 +1,13 @@
 //! The broker state: exchange bindings and queues, behind one lock that is never held across
 //! an `.await`.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use super::blocks::Blocks;
 use crate::dead_letter::{DeadLetter, DeadLetterError};
 use crate::envelope::Message;
 use crate::publisher::PublishError;
@@ -81,7 +82,7 @@ impl Ready {
 
 #[derive(Debug, Default)]
 struct Queue {
-    ready: VecDeque<Ready>,
+    ready: Blocks<Ready>,
     /// Delayed retries, by (due time, sequence number).
     delayed: BTreeMap<(Instant, u64), Stored>,
     /// Delivered, not yet settled: tag → (consumer, message).
@@ -358,7 +359,10 @@ impl Inner {
         let n = max
             .min(c.prefetch.saturating_sub(c.unacked))
             .min(queue.ready.len());
-        for ready in queue.ready.drain(..n) {
+        for _ in 0..n {
+            let Some(ready) = queue.ready.pop_front() else {
+                break;
+            };
             *next_id += 1;
             let tag = *next_id;
             let stored = Stored {
@@ -578,7 +582,9 @@ impl Inner {
             .get_mut(&format!("{queue}.dlq"))
             .ok_or_else(unknown)?;
         let n = limit.min(dlq.ready.len());
-        let moved: Vec<Ready> = dlq.ready.drain(..n).collect();
+        let moved: Vec<Ready> = std::iter::from_fn(|| dlq.ready.pop_front())
+            .take(n)
+            .collect();
         let target = st.queues.get_mut(queue).ok_or_else(unknown)?;
         for mut ready in moved {
             ready

@@ -31,6 +31,7 @@
 //! # Ok(()) }
 //! ```
 
+mod blocks;
 mod broker;
 mod consumer;
 

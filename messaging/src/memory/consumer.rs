@@ -105,7 +105,6 @@ async fn collect<F: Future>(running: &mut FuturesUnordered<F>, out: &mut Vec<F::
 /// no more than the prefetch can keep busy.
 fn runner_count(concurrency: usize, prefetch: usize) -> usize {
     let workers = tokio::runtime::Handle::try_current().map_or(1, |h| h.metrics().num_workers());
-    let workers = std::env::var("SINEW_RUNNERS").ok().and_then(|v| v.parse().ok()).unwrap_or(workers);
     workers.min(concurrency).min(prefetch).max(1)
 }
 

@@ -179,9 +179,11 @@ pub struct MemoryPublisher {
 impl Publisher for MemoryPublisher {
     async fn publish(&self, message: Message) -> Result<(), PublishError> {
         let inner = &self.inner;
-        telemetry::publish(&inner.telemetry, message, |m| async move {
-            inner.publish(m)
-        })
+        telemetry::publish(
+            &inner.telemetry,
+            message,
+            |m| async move { inner.publish(m) },
+        )
         .await
     }
 

@@ -195,8 +195,12 @@ fn counting(
 ) -> impl sinew_messaging::subscriber::Handler {
     let barrier = Arc::new(tokio::sync::Barrier::new(gate));
     handler_fn(name, move |d: Delivery| {
-        let (probe, handled, barrier, done) =
-            (probe.clone(), handled.clone(), barrier.clone(), done.clone());
+        let (probe, handled, barrier, done) = (
+            probe.clone(),
+            handled.clone(),
+            barrier.clone(),
+            done.clone(),
+        );
         async move {
             assert_eq!(d.attempt(), 1);
             assert!(!d.redelivered());
@@ -283,7 +287,9 @@ async fn many_messages(prefetch: u16, concurrency: usize, n: u32) {
         let seen = seen.lock().unwrap();
         assert_eq!(seen.len(), messages.len(), "{queue}: every message handled");
         assert!(
-            messages.iter().all(|m| seen.get(m.message_id()) == Some(&1)),
+            messages
+                .iter()
+                .all(|m| seen.get(m.message_id()) == Some(&1)),
             "{queue}: each message handled once"
         );
         let stats = broker.queue_stats(queue).unwrap();
@@ -297,9 +303,11 @@ async fn many_messages(prefetch: u16, concurrency: usize, n: u32) {
     let metrics = broker.metrics();
     assert_eq!(metrics.consumed, 2 * u64::from(n));
     assert_eq!(metrics.confirmed, u64::from(n));
-    assert!(tokio::time::timeout(Duration::from_millis(50), done.recv())
-        .await
-        .is_err());
+    assert!(
+        tokio::time::timeout(Duration::from_millis(50), done.recv())
+            .await
+            .is_err()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -66,14 +66,7 @@ where
 /// The `PRODUCER` span of one publish, counted as published; [`publish`] in two halves, for
 /// a backend that sends a batch at once. With the `opentelemetry` feature the span's context
 /// goes into the headers, or the span links to the creation context already there.
-pub(crate) fn producer_span(
-    telemetry: &Telemetry,
-    #[cfg_attr(
-        not(feature = "opentelemetry"),
-        allow(unused_variables, reason = "only trace propagation writes headers")
-    )]
-    message: &mut Message,
-) -> tracing::Span {
+pub(crate) fn producer_span(telemetry: &Telemetry, message: &mut Message) -> tracing::Span {
     // `format_args!` fields are only formatted when a subscriber records them.
     let (exchange, key) = (&telemetry.exchange, message.routing_key());
     let span = tracing::info_span!(

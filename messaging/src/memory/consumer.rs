@@ -33,7 +33,9 @@ pub(super) struct Ctx<H> {
     pub(super) config: SubscriptionConfig,
     pub(super) queue: Arc<str>,
     pub(super) consumer: u64,
-    /// Signalled (to every waiter) when a message or room for one may be there.
+    /// Wakes one runner (`notify_one`) when a message or room for one may be there, or all
+    /// of them (`notify_waiters`) when they must look again: a connection dropped, a retry
+    /// came due earlier.
     pub(super) notify: Arc<Notify>,
     pub(super) stopping: AtomicBool,
     /// Bounds the handlers of all ordered lanes together.
@@ -101,6 +103,10 @@ async fn collect<F: Future>(running: &mut FuturesUnordered<F>, out: &mut Vec<F::
     .await;
 }
 
+/// How many messages a runner handles at most before it lets the other tasks of its worker
+/// thread run.
+const YIELD_EVERY: usize = 1024;
+
 /// How many runners share `concurrency`: no more than the runtime has worker threads, and
 /// no more than the prefetch can keep busy.
 fn runner_count(concurrency: usize, prefetch: usize) -> usize {
@@ -122,7 +128,14 @@ async fn runner<H: Handler>(
     let mut taken = Vec::new();
     let mut settled = Vec::new();
     let mut released = Vec::new();
+    let mut since_yield = 0;
     while !stop_requested(&mut stop) {
+        if since_yield >= YIELD_EVERY {
+            // Handlers that finish at once never return `Pending`: without this, a long
+            // queue would keep the worker thread from its other tasks and timers.
+            since_yield = 0;
+            tokio::task::yield_now().await;
+        }
         // Registered before looking, so that a message or a settlement arriving after the
         // look wakes this runner.
         let mut notified = pin!(ctx.notify.notified());
@@ -143,6 +156,7 @@ async fn runner<H: Handler>(
         }
         collect(&mut running, &mut settled).await;
         if !settled.is_empty() {
+            since_yield += settled.len();
             ctx.settle(&mut settled, &mut released);
             continue;
         }
@@ -152,6 +166,7 @@ async fn runner<H: Handler>(
             Some(done) = running.next(), if !running.is_empty() => {
                 settled.push(done);
                 collect(&mut running, &mut settled).await;
+                since_yield += settled.len();
                 ctx.settle(&mut settled, &mut released);
             }
             () = &mut notified, if starved.is_some() => {}

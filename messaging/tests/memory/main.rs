@@ -379,6 +379,46 @@ async fn ordered_lanes_keep_each_aggregate_in_order_on_many_threads() {
     assert_eq!((stats.ready, stats.delayed, stats.unacked), (0, 0, 0));
 }
 
+/// Handlers that finish at once never make their consumer wait; on a single thread the
+/// consumer still lets other tasks run while it works through a long queue.
+#[tokio::test(flavor = "current_thread")]
+async fn a_long_queue_does_not_starve_other_tasks() {
+    let broker = MemoryBroker::new();
+    let config = config("long", "k");
+    broker.subscriber().declare(&config).await.unwrap();
+    let n = 20_000;
+    let results = broker
+        .publisher()
+        .publish_batch((0..n).map(|i| msg("k", i)).collect())
+        .await;
+    assert!(results.iter().all(Result::is_ok));
+    let handled = Arc::new(AtomicUsize::new(0));
+    let h = handled.clone();
+    let sub = broker
+        .subscriber()
+        .subscribe(
+            config,
+            handler_fn("quick", move |_: Delivery| {
+                h.fetch_add(1, Ordering::Relaxed);
+                async { Ok(Outcome::Ack) }
+            }),
+        )
+        .await
+        .unwrap();
+    while handled.load(Ordering::Relaxed) == 0 {
+        tokio::task::yield_now().await;
+    }
+    assert!(
+        handled.load(Ordering::Relaxed) < n as usize,
+        "the consumer handled the whole queue before this task ran again"
+    );
+    while handled.load(Ordering::Relaxed) < n as usize {
+        tokio::task::yield_now().await;
+    }
+    assert!(sub.shutdown(Duration::from_secs(1)).await.drained());
+    assert_eq!(broker.queue_stats("svc.long").unwrap().unacked, 0);
+}
+
 #[test]
 fn public_types_are_send_and_sync() {
     fn check<T: Send + Sync>() {}

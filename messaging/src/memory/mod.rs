@@ -17,7 +17,33 @@
 //! Each queue holds at most `max_queue_length` messages (ready, delayed and unsettled
 //! together; [`PublishError::QueueFull`] beyond that, for the whole publish). Dead-letter
 //! queues are not capped: they grow only as messages fail, and [`DeadLetters::replay`]
-//! empties them. Fan-out shares one body ([`bytes::Bytes`]) between queues.
+//! empties them. A message published to one queue waits there by value, in blocks of 64
+//! that are freed as the queue drains; a message fanned out to several queues is one shared
+//! allocation. Once delivered, the message is shared ([`Arc`]) between the unsettled copy
+//! kept for redelivery and the handler's [`Delivery`](crate::subscriber::Delivery): it is
+//! copied only when a failure writes its headers while a handler still holds it.
+//!
+//! # How a consumer runs its handlers
+//!
+//! A subscription's handlers run as futures inside a few runner tasks, one per worker
+//! thread of the runtime at most (one on a current-thread runtime), not as a task per
+//! message. Each runner has its share of `concurrency` (`concurrency / runners`, the
+//! remainder spread one each), takes as many ready messages as it has free slots under one
+//! lock, polls their handlers side by side, and settles every handler that finished under
+//! one lock. So:
+//!
+//! - at most `concurrency` handlers of a subscription run at once, as before, and the
+//!   consumer takes only messages it can start at once: `queue_stats().unacked` never
+//!   exceeds `concurrency` (RabbitMQ prefetches up to `prefetch` to hide the network round
+//!   trip; in process there is none to hide);
+//! - handlers of one runner share its thread: a handler that blocks the thread (heavy
+//!   computation without an `.await`, blocking I/O) holds up the others of its runner, so
+//!   move such work to [`tokio::task::spawn_blocking`];
+//! - a runner whose handlers never wait still lets its thread's other tasks run after every
+//!   1 024 messages;
+//! - with [ordered lanes](crate::subscriber::SubscriptionConfigBuilder::ordered_lanes), one
+//!   task takes messages (up to `prefetch`) and hands each to its lane's task, which runs them
+//!   one at a time within the shared `concurrency`.
 //!
 //! ```
 //! use sinew_messaging::memory::MemoryBroker;

@@ -22,6 +22,7 @@
 //! # }
 //! ```
 
+use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// A snapshot of a broker's counters. Each counts from the broker's creation.
@@ -62,7 +63,7 @@ impl Metrics {
 }
 
 /// The live counters behind [`Metrics`].
-#[derive(Debug, Default)]
+#[derive(Default)]
 #[cfg_attr(
     not(any(feature = "memory", feature = "rabbitmq")),
     allow(
@@ -114,5 +115,11 @@ impl Counters {
             dead_lettered: get(&self.dead_lettered),
             reconnects: get(&self.reconnects),
         }
+    }
+}
+
+impl fmt::Debug for Counters {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.snapshot().fmt(f)
     }
 }

@@ -17,6 +17,8 @@ pub(super) struct Blocks<T> {
     /// The last block emptied, kept for the next one needed, so that a queue around a block
     /// boundary does not allocate and free a block per message.
     spare: Option<VecDeque<T>>,
+    /// Blocks emptied beyond the spare, for the owner to free outside its lock.
+    emptied: Vec<VecDeque<T>>,
 }
 
 impl<T> Default for Blocks<T> {
@@ -25,6 +27,7 @@ impl<T> Default for Blocks<T> {
             blocks: VecDeque::new(),
             len: 0,
             spare: None,
+            emptied: Vec::new(),
         }
     }
 }
@@ -41,7 +44,23 @@ impl<T> Blocks<T> {
     fn block(&mut self) -> VecDeque<T> {
         self.spare
             .take()
+            .or_else(|| self.emptied.pop())
             .unwrap_or_else(|| VecDeque::with_capacity(BLOCK))
+    }
+
+    fn retire(&mut self, block: VecDeque<T>) {
+        if self.spare.is_none() {
+            self.spare = Some(block);
+        } else {
+            self.emptied.push(block);
+        }
+    }
+
+    /// The blocks emptied since the last call (but one kept for reuse). Freeing a block can
+    /// make the allocator consolidate its free lists, which takes long enough to matter
+    /// inside a lock: the caller drops them after releasing it.
+    pub(super) fn take_emptied(&mut self) -> Vec<VecDeque<T>> {
+        std::mem::take(&mut self.emptied)
     }
 
     pub(super) fn push_back(&mut self, item: T) {
@@ -69,8 +88,10 @@ impl<T> Blocks<T> {
     pub(super) fn pop_front(&mut self) -> Option<T> {
         let block = self.blocks.front_mut()?;
         let item = block.pop_front();
-        if block.is_empty() {
-            self.spare = self.blocks.pop_front();
+        if block.is_empty()
+            && let Some(block) = self.blocks.pop_front()
+        {
+            self.retire(block);
         }
         if item.is_some() {
             self.len -= 1;
@@ -93,8 +114,10 @@ impl<T> Blocks<T> {
         })?;
         let block = self.blocks.get_mut(i)?;
         let item = block.remove(at);
-        if block.is_empty() {
-            self.spare = self.blocks.remove(i);
+        if block.is_empty()
+            && let Some(block) = self.blocks.remove(i)
+        {
+            self.retire(block);
         }
         if item.is_some() {
             self.len -= 1;
@@ -129,6 +152,8 @@ mod tests {
         }
         assert_eq!(got, expected);
         assert!(q.is_empty());
+        assert_eq!(q.take_emptied().len(), 4, "five blocks emptied, one kept");
+        assert!(q.take_emptied().is_empty());
         assert_eq!(q.remove(0), None);
         q.push_back(7);
         assert_eq!(q.pop_front(), Some(7));

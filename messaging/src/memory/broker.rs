@@ -1,7 +1,7 @@
 //! The broker state: exchange bindings and queues, behind one lock that is never held across
 //! an `.await`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tokio::sync::Notify;
@@ -156,6 +156,8 @@ pub(super) struct Taken {
     /// Whether messages are left that the consumer's prefetch would allow: a runner that
     /// took all it could hands them on to another runner.
     pub(super) more: bool,
+    /// Emptied blocks of the queue, freed when this is dropped, after the lock.
+    _emptied: Vec<VecDeque<Ready>>,
 }
 
 /// The queues a routing key goes to, kept for a run of messages with that key in one
@@ -336,6 +338,7 @@ impl Inner {
             count: 0,
             next_due: None,
             more: false,
+            _emptied: Vec::new(),
         };
         let Some(c) = consumers.get_mut(&consumer) else {
             return nothing;
@@ -388,6 +391,7 @@ impl Inner {
             count: n,
             next_due,
             more: !queue.ready.is_empty() && c.unacked < c.prefetch,
+            _emptied: queue.ready.take_emptied(),
         }
     }
 

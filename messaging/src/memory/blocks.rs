@@ -152,7 +152,7 @@ mod tests {
         }
         assert_eq!(got, expected);
         assert!(q.is_empty());
-        assert_eq!(q.take_emptied().len(), 4, "five blocks emptied, one kept");
+        assert_eq!(q.take_emptied().len(), 5, "six blocks emptied, one kept");
         assert!(q.take_emptied().is_empty());
         assert_eq!(q.remove(0), None);
         q.push_back(7);

@@ -44,12 +44,13 @@ pub(super) struct Ctx<H> {
 
 impl<H: Handler> Ctx<H> {
     /// Runs the failure policy on one message; the settlement is the caller's to carry out.
-    async fn handle(&self, tag: u64, stored: Stored) -> (u64, Settlement) {
+    /// `queue` is the queue name the deliveries carry.
+    async fn handle(&self, queue: &Arc<str>, tag: u64, stored: Stored) -> (u64, Settlement) {
         let settlement = process(
             &self.broker.telemetry,
             &self.handler,
             &self.config,
-            &self.queue,
+            queue,
             stored.message,
             stored.redelivery_count,
         )
@@ -124,6 +125,10 @@ async fn runner<H: Handler>(
     mut stop: watch::Receiver<Option<Duration>>,
 ) {
     let ctx = &*ctx;
+    // A copy of its own: every delivery clones the name, and a reference count shared by
+    // the runners would bounce between their threads on every message.
+    let queue: Arc<str> = Arc::from(&*ctx.queue);
+    let queue = &queue;
     let mut running = FuturesUnordered::new();
     let mut taken = Vec::new();
     let mut settled = Vec::new();
@@ -145,7 +150,7 @@ async fn runner<H: Handler>(
         if free > 0 {
             let got = ctx.broker.take(ctx.consumer, free, &mut taken);
             for (tag, stored) in taken.drain(..) {
-                running.push(ctx.handle(tag, stored));
+                running.push(ctx.handle(queue, tag, stored));
             }
             if got.count < free {
                 starved = Some(got.next_due);
@@ -219,7 +224,7 @@ async fn lane<H: Handler>(ctx: Arc<Ctx<H>>, mut rx: mpsc::UnboundedReceiver<(u64
         if ctx.stopping.load(Ordering::Acquire) {
             continue;
         }
-        settled.push(ctx.handle(tag, stored).await);
+        settled.push(ctx.handle(&ctx.queue, tag, stored).await);
         ctx.settle(&mut settled, &mut released);
     }
 }

@@ -37,6 +37,8 @@ pub(super) struct Ctx<H> {
     /// of them (`notify_waiters`) when they must look again: a connection dropped, a retry
     /// came due earlier.
     pub(super) notify: Arc<Notify>,
+    /// Set at shutdown: lane tasks skip the messages they have not started (the runners
+    /// watch the stop channel instead).
     pub(super) stopping: AtomicBool,
     /// Bounds the handlers of all ordered lanes together.
     pub(super) permits: Semaphore,

@@ -2,6 +2,7 @@
 //! an `.await`.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tokio::sync::Notify;
@@ -15,6 +16,28 @@ use crate::subscriber::process::Settlement;
 use crate::subscriber::{SubscribeError, SubscriptionConfig};
 use crate::telemetry::Telemetry;
 use crate::topic;
+
+/// Hashes a delivery tag. Tags are unique and counted up, so one multiplication (Fibonacci
+/// hashing) spreads them well; the default SipHash costs more than the rest of a lookup.
+#[derive(Debug, Default, Clone, Copy)]
+struct TagHasher(u64);
+
+impl Hasher for TagHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `u64` tags are hashed; this keeps any other input correct, if slow.
+        for b in bytes {
+            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
 
 /// A message delivered or waiting for a retry. The message is shared: the unsettled copy
 /// and the handler's deliveries all point at one allocation.
@@ -86,7 +109,7 @@ struct Queue {
     /// Delayed retries, by (due time, sequence number).
     delayed: BTreeMap<(Instant, u64), Stored>,
     /// Delivered, not yet settled: tag → (consumer, message).
-    unacked: BTreeMap<u64, (u64, Stored)>,
+    unacked: HashMap<u64, (u64, Stored), BuildHasherDefault<TagHasher>>,
     /// The consumers and their wake-up signals.
     consumers: Vec<(u64, Arc<Notify>)>,
     /// A consumer found nothing ready with room to take more: the next message wakes the
@@ -479,12 +502,14 @@ impl Inner {
     /// Requeues every message delivered to `consumer` and not settled, at the head of its
     /// queue in delivery order, marked redelivered.
     fn requeue_unacked(queue: &mut Queue, consumer: Option<u64>) -> usize {
-        let tags: Vec<u64> = queue
+        let mut tags: Vec<u64> = queue
             .unacked
             .iter()
             .filter(|(_, (c, _))| consumer.is_none_or(|id| id == *c))
             .map(|(t, _)| *t)
             .collect();
+        // Tags grow with every delivery: their order is the delivery order.
+        tags.sort_unstable();
         for tag in tags.iter().rev() {
             if let Some((_, mut stored)) = queue.unacked.remove(tag) {
                 stored.redelivery_count = stored.redelivery_count.saturating_add(1);

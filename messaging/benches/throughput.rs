@@ -18,7 +18,8 @@
 //! - `memory/publish` and `memory/publish_and_consume`: the in-process broker.
 //!
 //! Run with
-//! `cargo bench -p sinew-messaging --features rabbitmq --bench throughput`.
+//! `cargo bench -p sinew-messaging --features rabbitmq --bench throughput`; the memory rows
+//! alone need no feature: `cargo bench -p sinew-messaging --bench throughput -- memory`.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -31,25 +32,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
-use futures_util::StreamExt;
-use futures_util::future::join_all;
-use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
-    ConfirmSelectOptions, QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
-    QueuePurgeOptions,
-};
-use lapin::types::{AMQPValue, FieldTable, LongString};
-use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use sinew_messaging::envelope::Event;
 use sinew_messaging::memory::MemoryBroker;
-use sinew_messaging::rabbitmq::RabbitBroker;
 use sinew_messaging::subscriber::{Delivery, Outcome, Subscription, handler_fn};
 use sinew_messaging::{Message, Publisher, Subscriber, SubscriptionConfig};
 use tokio::runtime::Runtime;
-use tokio::sync::{Notify, Semaphore};
-
-const URI: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+use tokio::sync::Notify;
 
 fn runtime() -> Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -65,293 +54,320 @@ fn message(key: &str, payload: usize) -> Message {
         .unwrap()
 }
 
-/// The properties ours sends for `m`, built once for raw lapin.
-fn properties(m: &Message) -> BasicProperties {
-    let mut headers = FieldTable::default();
-    for (k, v) in m.headers() {
-        headers.insert(
-            k.as_str().into(),
-            AMQPValue::LongString(LongString::from(v.as_str())),
-        );
-    }
-    BasicProperties::default()
-        .with_delivery_mode(2)
-        .with_message_id(m.message_id().into())
-        .with_content_type(m.content_type().into())
-        .with_app_id("bench".into())
-        .with_headers(headers)
-}
+/// The RabbitMQ rows, against the local broker.
+#[cfg(feature = "rabbitmq")]
+mod rabbit {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::{Duration, Instant};
 
-async fn lapin_channel() -> (Connection, Channel) {
-    let conn = Connection::connect(
-        URI,
-        ConnectionProperties::default().with_connection_name("sinew-bench-lapin".into()),
-    )
-    .await
-    .unwrap();
-    let ch = conn.create_channel().await.unwrap();
-    ch.confirm_select(ConfirmSelectOptions::default())
-        .await
-        .unwrap();
-    (conn, ch)
-}
-
-async fn declare(ch: &Channel, queue: &str, kind: &str, exchange: &str, key: &str) {
-    let mut args = FieldTable::default();
-    args.insert("x-queue-type".into(), AMQPValue::LongString(kind.into()));
-    let options = QueueDeclareOptions {
-        durable: true,
-        ..QueueDeclareOptions::default()
+    use criterion::{Criterion, SamplingMode, Throughput};
+    use futures_util::StreamExt;
+    use futures_util::future::join_all;
+    use lapin::options::{
+        BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
+        ConfirmSelectOptions, QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
+        QueuePurgeOptions,
     };
-    ch.queue_declare(queue.into(), options, args).await.unwrap();
-    ch.queue_bind(
-        queue.into(),
-        exchange.into(),
-        key.into(),
-        QueueBindOptions::default(),
-        FieldTable::default(),
-    )
-    .await
-    .unwrap();
-}
+    use lapin::types::{AMQPValue, FieldTable, LongString};
+    use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties};
+    use sinew_messaging::rabbitmq::RabbitBroker;
+    use sinew_messaging::subscriber::{Delivery, Outcome, Subscription, handler_fn};
+    use sinew_messaging::{Message, Publisher, Subscriber, SubscriptionConfig};
+    use tokio::sync::{Notify, Semaphore};
 
-/// Raw lapin: `n` publishes, `k` confirms in flight.
-async fn lapin_publish(
-    ch: &Channel,
-    window: &Semaphore,
-    exchange: &str,
-    m: &Message,
-    props: &BasicProperties,
-    n: usize,
-) {
-    let options = BasicPublishOptions {
-        mandatory: true,
-        ..BasicPublishOptions::default()
-    };
-    join_all((0..n).map(|_| async {
-        let _permit = window.acquire().await.unwrap();
-        let confirm = ch
-            .basic_publish(
-                exchange.into(),
-                m.routing_key().into(),
-                options,
-                m.body(),
-                props.clone(),
-            )
-            .await
-            .unwrap();
-        assert!(matches!(confirm.await.unwrap(), Confirmation::Ack(None)));
-    }))
-    .await;
-}
+    use super::{message, runtime};
 
-fn rabbit(c: &mut Criterion) {
-    let rt = runtime();
-    let exchange = format!("sinew-bench-{}", uuid::Uuid::now_v7().simple());
-    let (brokers, conn, ch) = rt.block_on(async {
-        let mut brokers = Vec::new();
-        for window in [1, 64, 512] {
-            brokers.push(
-                RabbitBroker::builder(URI)
-                    .exchange(exchange.clone())
-                    .app_id("bench")
-                    .confirm_window(window)
-                    .connect()
-                    .await
-                    .unwrap(),
+    const URI: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
+    /// The properties ours sends for `m`, built once for raw lapin.
+    fn properties(m: &Message) -> BasicProperties {
+        let mut headers = FieldTable::default();
+        for (k, v) in m.headers() {
+            headers.insert(
+                k.as_str().into(),
+                AMQPValue::LongString(LongString::from(v.as_str())),
             );
         }
-        let (conn, ch) = lapin_channel().await;
-        (brokers, conn, ch)
-    });
-    let mut queues = Vec::new();
-
-    // Publishing.
-    for kind in ["classic", "quorum"] {
-        for payload in [256, 1024] {
-            let label = if payload == 256 { "256B" } else { "1KB" };
-            let key = format!("bench.publish.{kind}.{label}");
-            let queue = format!("{exchange}.{kind}.{label}");
-            rt.block_on(declare(&ch, &queue, kind, &exchange, &key));
-            queues.push(queue.clone());
-            let m = message(&key, payload);
-            let props = properties(&m);
-            let mut group = c.benchmark_group(format!("publish/{kind}-{label}"));
-            group.sampling_mode(SamplingMode::Flat);
-            for (i, window) in [1usize, 64, 512].into_iter().enumerate() {
-                let n = match window {
-                    1 => 100,
-                    64 => 2_000,
-                    _ => 5_000,
-                };
-                group.throughput(Throughput::Elements(n as u64));
-                let publisher = brokers[i].publisher();
-                let purge = || async {
-                    ch.queue_purge(queue.as_str().into(), QueuePurgeOptions::default())
-                        .await
-                        .unwrap();
-                };
-                group.bench_function(format!("ours-inflight-{window}"), |b| {
-                    b.iter_custom(|iters| {
-                        rt.block_on(async {
-                            let mut total = Duration::ZERO;
-                            for _ in 0..iters {
-                                let batch = vec![m.clone(); n];
-                                let start = Instant::now();
-                                let results = publisher.publish_batch(batch).await;
-                                total += start.elapsed();
-                                assert!(results.iter().all(Result::is_ok));
-                                purge().await;
-                            }
-                            total
-                        })
-                    });
-                });
-                let sem = Semaphore::new(window);
-                group.bench_function(format!("lapin-inflight-{window}"), |b| {
-                    b.iter_custom(|iters| {
-                        rt.block_on(async {
-                            let mut total = Duration::ZERO;
-                            for _ in 0..iters {
-                                let start = Instant::now();
-                                lapin_publish(&ch, &sem, &exchange, &m, &props, n).await;
-                                total += start.elapsed();
-                                purge().await;
-                            }
-                            total
-                        })
-                    });
-                });
-            }
-            group.finish();
-        }
+        BasicProperties::default()
+            .with_delivery_mode(2)
+            .with_message_id(m.message_id().into())
+            .with_content_type(m.content_type().into())
+            .with_app_id("bench".into())
+            .with_headers(headers)
     }
 
-    // Consuming.
-    let fill = Semaphore::new(512);
-    for kind in ["quorum", "classic"] {
-        for payload in [256, 1024] {
-            let label = if payload == 256 { "256B" } else { "1KB" };
-            let key = format!("bench.consume.{kind}.{label}");
-            let m = message(&key, payload);
-            let props = properties(&m);
-            let mut group = c.benchmark_group(format!("consume/{kind}-{label}"));
-            group.sampling_mode(SamplingMode::Flat);
-            for prefetch in [1u16, 64, 256] {
-                let n = match prefetch {
-                    1 => 500,
-                    64 => 3_000,
-                    _ => 5_000,
-                };
-                group.throughput(Throughput::Elements(n as u64));
-                // Ours consumes `{service}.{subscription}`, declared by the subscriber.
-                let cfg = SubscriptionConfig::builder(
-                    format!("{exchange}-c{prefetch}"),
-                    format!("{kind}-{label}"),
+    async fn lapin_channel() -> (Connection, Channel) {
+        let conn = Connection::connect(
+            URI,
+            ConnectionProperties::default().with_connection_name("sinew-bench-lapin".into()),
+        )
+        .await
+        .unwrap();
+        let ch = conn.create_channel().await.unwrap();
+        ch.confirm_select(ConfirmSelectOptions::default())
+            .await
+            .unwrap();
+        (conn, ch)
+    }
+
+    async fn declare(ch: &Channel, queue: &str, kind: &str, exchange: &str, key: &str) {
+        let mut args = FieldTable::default();
+        args.insert("x-queue-type".into(), AMQPValue::LongString(kind.into()));
+        let options = QueueDeclareOptions {
+            durable: true,
+            ..QueueDeclareOptions::default()
+        };
+        ch.queue_declare(queue.into(), options, args).await.unwrap();
+        ch.queue_bind(
+            queue.into(),
+            exchange.into(),
+            key.into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    }
+
+    /// Raw lapin: `n` publishes, `k` confirms in flight.
+    async fn lapin_publish(
+        ch: &Channel,
+        window: &Semaphore,
+        exchange: &str,
+        m: &Message,
+        props: &BasicProperties,
+        n: usize,
+    ) {
+        let options = BasicPublishOptions {
+            mandatory: true,
+            ..BasicPublishOptions::default()
+        };
+        join_all((0..n).map(|_| async {
+            let _permit = window.acquire().await.unwrap();
+            let confirm = ch
+                .basic_publish(
+                    exchange.into(),
+                    m.routing_key().into(),
+                    options,
+                    m.body(),
+                    props.clone(),
                 )
-                .routing_key(key.clone())
-                .prefetch(prefetch)
-                .concurrency(usize::from(prefetch))
-                .build()
+                .await
                 .unwrap();
-                let queue = cfg.queue();
-                if kind == "quorum" {
-                    rt.block_on(brokers[0].subscriber().declare(&cfg)).unwrap();
-                    let broker = &brokers[0];
-                    group.bench_function(format!("ours-prefetch-{prefetch}"), |b| {
+            assert!(matches!(confirm.await.unwrap(), Confirmation::Ack(None)));
+        }))
+        .await;
+    }
+
+    pub fn rabbit(c: &mut Criterion) {
+        let rt = runtime();
+        let exchange = format!("sinew-bench-{}", uuid::Uuid::now_v7().simple());
+        let (brokers, conn, ch) = rt.block_on(async {
+            let mut brokers = Vec::new();
+            for window in [1, 64, 512] {
+                brokers.push(
+                    RabbitBroker::builder(URI)
+                        .exchange(exchange.clone())
+                        .app_id("bench")
+                        .confirm_window(window)
+                        .connect()
+                        .await
+                        .unwrap(),
+                );
+            }
+            let (conn, ch) = lapin_channel().await;
+            (brokers, conn, ch)
+        });
+        let mut queues = Vec::new();
+
+        // Publishing.
+        for kind in ["classic", "quorum"] {
+            for payload in [256, 1024] {
+                let label = if payload == 256 { "256B" } else { "1KB" };
+                let key = format!("bench.publish.{kind}.{label}");
+                let queue = format!("{exchange}.{kind}.{label}");
+                rt.block_on(declare(&ch, &queue, kind, &exchange, &key));
+                queues.push(queue.clone());
+                let m = message(&key, payload);
+                let props = properties(&m);
+                let mut group = c.benchmark_group(format!("publish/{kind}-{label}"));
+                group.sampling_mode(SamplingMode::Flat);
+                for (i, window) in [1usize, 64, 512].into_iter().enumerate() {
+                    let n = match window {
+                        1 => 100,
+                        64 => 2_000,
+                        _ => 5_000,
+                    };
+                    group.throughput(Throughput::Elements(n as u64));
+                    let publisher = brokers[i].publisher();
+                    let purge = || async {
+                        ch.queue_purge(queue.as_str().into(), QueuePurgeOptions::default())
+                            .await
+                            .unwrap();
+                    };
+                    group.bench_function(format!("ours-inflight-{window}"), |b| {
                         b.iter_custom(|iters| {
                             rt.block_on(async {
                                 let mut total = Duration::ZERO;
                                 for _ in 0..iters {
-                                    lapin_publish(&ch, &fill, &exchange, &m, &props, n).await;
-                                    let count = Arc::new((AtomicUsize::new(0), Notify::new()));
-                                    let counter = count.clone();
-                                    let handler = handler_fn("count", move |_: Delivery| {
-                                        let c = counter.clone();
-                                        async move {
-                                            if c.0.fetch_add(1, Ordering::Relaxed) + 1 == n {
-                                                c.1.notify_one();
-                                            }
-                                            Ok(Outcome::Ack)
-                                        }
-                                    });
+                                    let batch = vec![m.clone(); n];
                                     let start = Instant::now();
-                                    let sub = broker
-                                        .subscriber()
-                                        .subscribe(cfg.clone(), handler)
-                                        .await
-                                        .unwrap();
-                                    count.1.notified().await;
+                                    let results = publisher.publish_batch(batch).await;
                                     total += start.elapsed();
-                                    sub.shutdown(Duration::from_secs(10)).await;
+                                    assert!(results.iter().all(Result::is_ok));
+                                    purge().await;
                                 }
                                 total
                             })
                         });
                     });
-                } else {
-                    rt.block_on(declare(&ch, &queue, kind, &exchange, &key));
-                }
-                queues.push(queue.clone());
-                group.bench_function(format!("lapin-prefetch-{prefetch}"), |b| {
-                    b.iter_custom(|iters| {
-                        rt.block_on(async {
-                            let mut total = Duration::ZERO;
-                            for _ in 0..iters {
-                                lapin_publish(&ch, &fill, &exchange, &m, &props, n).await;
-                                let start = Instant::now();
-                                let cch = conn.create_channel().await.unwrap();
-                                cch.basic_qos(prefetch, BasicQosOptions::default())
-                                    .await
-                                    .unwrap();
-                                let mut consumer = cch
-                                    .basic_consume(
-                                        queue.as_str().into(),
-                                        "bench".into(),
-                                        BasicConsumeOptions::default(),
-                                        FieldTable::default(),
-                                    )
-                                    .await
-                                    .unwrap();
-                                // Each delivery acked by its own task, as ours hands each one
-                                // to a handler task that acks when it returns.
-                                let mut acks = tokio::task::JoinSet::new();
-                                for _ in 0..n {
-                                    let d = consumer.next().await.unwrap().unwrap();
-                                    acks.spawn(async move {
-                                        d.acker.ack(BasicAckOptions::default()).await.unwrap();
-                                    });
+                    let sem = Semaphore::new(window);
+                    group.bench_function(format!("lapin-inflight-{window}"), |b| {
+                        b.iter_custom(|iters| {
+                            rt.block_on(async {
+                                let mut total = Duration::ZERO;
+                                for _ in 0..iters {
+                                    let start = Instant::now();
+                                    lapin_publish(&ch, &sem, &exchange, &m, &props, n).await;
+                                    total += start.elapsed();
+                                    purge().await;
                                 }
-                                acks.join_all().await;
-                                total += start.elapsed();
-                                cch.close(200, "OK".into()).await.unwrap();
-                            }
-                            total
-                        })
+                                total
+                            })
+                        });
                     });
-                });
-                // Remove the fill of this group before the next one.
-                rt.block_on(async {
-                    ch.queue_purge(queue.as_str().into(), QueuePurgeOptions::default())
-                        .await
-                        .unwrap();
-                });
+                }
+                group.finish();
             }
-            group.finish();
         }
-    }
 
-    rt.block_on(async {
-        for b in &brokers {
-            b.delete_topology().await.unwrap();
+        // Consuming.
+        let fill = Semaphore::new(512);
+        for kind in ["quorum", "classic"] {
+            for payload in [256, 1024] {
+                let label = if payload == 256 { "256B" } else { "1KB" };
+                let key = format!("bench.consume.{kind}.{label}");
+                let m = message(&key, payload);
+                let props = properties(&m);
+                let mut group = c.benchmark_group(format!("consume/{kind}-{label}"));
+                group.sampling_mode(SamplingMode::Flat);
+                for prefetch in [1u16, 64, 256] {
+                    let n = match prefetch {
+                        1 => 500,
+                        64 => 3_000,
+                        _ => 5_000,
+                    };
+                    group.throughput(Throughput::Elements(n as u64));
+                    // Ours consumes `{service}.{subscription}`, declared by the subscriber.
+                    let cfg = SubscriptionConfig::builder(
+                        format!("{exchange}-c{prefetch}"),
+                        format!("{kind}-{label}"),
+                    )
+                    .routing_key(key.clone())
+                    .prefetch(prefetch)
+                    .concurrency(usize::from(prefetch))
+                    .build()
+                    .unwrap();
+                    let queue = cfg.queue();
+                    if kind == "quorum" {
+                        rt.block_on(brokers[0].subscriber().declare(&cfg)).unwrap();
+                        let broker = &brokers[0];
+                        group.bench_function(format!("ours-prefetch-{prefetch}"), |b| {
+                            b.iter_custom(|iters| {
+                                rt.block_on(async {
+                                    let mut total = Duration::ZERO;
+                                    for _ in 0..iters {
+                                        lapin_publish(&ch, &fill, &exchange, &m, &props, n).await;
+                                        let count = Arc::new((AtomicUsize::new(0), Notify::new()));
+                                        let counter = count.clone();
+                                        let handler = handler_fn("count", move |_: Delivery| {
+                                            let c = counter.clone();
+                                            async move {
+                                                if c.0.fetch_add(1, Ordering::Relaxed) + 1 == n {
+                                                    c.1.notify_one();
+                                                }
+                                                Ok(Outcome::Ack)
+                                            }
+                                        });
+                                        let start = Instant::now();
+                                        let sub = broker
+                                            .subscriber()
+                                            .subscribe(cfg.clone(), handler)
+                                            .await
+                                            .unwrap();
+                                        count.1.notified().await;
+                                        total += start.elapsed();
+                                        sub.shutdown(Duration::from_secs(10)).await;
+                                    }
+                                    total
+                                })
+                            });
+                        });
+                    } else {
+                        rt.block_on(declare(&ch, &queue, kind, &exchange, &key));
+                    }
+                    queues.push(queue.clone());
+                    group.bench_function(format!("lapin-prefetch-{prefetch}"), |b| {
+                        b.iter_custom(|iters| {
+                            rt.block_on(async {
+                                let mut total = Duration::ZERO;
+                                for _ in 0..iters {
+                                    lapin_publish(&ch, &fill, &exchange, &m, &props, n).await;
+                                    let start = Instant::now();
+                                    let cch = conn.create_channel().await.unwrap();
+                                    cch.basic_qos(prefetch, BasicQosOptions::default())
+                                        .await
+                                        .unwrap();
+                                    let mut consumer = cch
+                                        .basic_consume(
+                                            queue.as_str().into(),
+                                            "bench".into(),
+                                            BasicConsumeOptions::default(),
+                                            FieldTable::default(),
+                                        )
+                                        .await
+                                        .unwrap();
+                                    // Each delivery acked by its own task, as ours hands each one
+                                    // to a handler task that acks when it returns.
+                                    let mut acks = tokio::task::JoinSet::new();
+                                    for _ in 0..n {
+                                        let d = consumer.next().await.unwrap().unwrap();
+                                        acks.spawn(async move {
+                                            d.acker.ack(BasicAckOptions::default()).await.unwrap();
+                                        });
+                                    }
+                                    acks.join_all().await;
+                                    total += start.elapsed();
+                                    cch.close(200, "OK".into()).await.unwrap();
+                                }
+                                total
+                            })
+                        });
+                    });
+                    // Remove the fill of this group before the next one.
+                    rt.block_on(async {
+                        ch.queue_purge(queue.as_str().into(), QueuePurgeOptions::default())
+                            .await
+                            .unwrap();
+                    });
+                }
+                group.finish();
+            }
         }
-        for q in &queues {
-            let _ = ch
-                .queue_delete(q.as_str().into(), QueueDeleteOptions::default())
-                .await;
-        }
-        let _ = conn.close(200, "OK".into()).await;
-    });
+
+        rt.block_on(async {
+            for b in &brokers {
+                b.delete_topology().await.unwrap();
+            }
+            for q in &queues {
+                let _ = ch
+                    .queue_delete(q.as_str().into(), QueueDeleteOptions::default())
+                    .await;
+            }
+            let _ = conn.close(200, "OK".into()).await;
+        });
+    }
 }
 
 fn memory(c: &mut Criterion) {
@@ -427,9 +443,17 @@ fn config() -> Criterion {
         .measurement_time(Duration::from_secs(2))
 }
 
+#[cfg(feature = "rabbitmq")]
 criterion_group! {
     name = benches;
     config = config();
-    targets = memory, rabbit
+    targets = memory, rabbit::rabbit
+}
+
+#[cfg(not(feature = "rabbitmq"))]
+criterion_group! {
+    name = benches;
+    config = config();
+    targets = memory
 }
 criterion_main!(benches);

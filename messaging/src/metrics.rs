@@ -22,6 +22,7 @@
 //! # }
 //! ```
 
+use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// A snapshot of a broker's counters. Each counts from the broker's creation.
@@ -62,7 +63,7 @@ impl Metrics {
 }
 
 /// The live counters behind [`Metrics`].
-#[derive(Debug, Default)]
+#[derive(Default)]
 #[cfg_attr(
     not(any(feature = "memory", feature = "rabbitmq")),
     allow(
@@ -70,10 +71,15 @@ impl Metrics {
         reason = "the counters are kept by the backends, all behind features"
     )
 )]
+// The publishers' counters and the consumers' counters sit on separate cache lines, so
+// that a publishing thread and a consuming thread do not take the line from each other on
+// every message.
+#[repr(C, align(128))]
 pub(crate) struct Counters {
     pub(crate) published: AtomicU64,
     pub(crate) confirmed: AtomicU64,
     pub(crate) returned: AtomicU64,
+    _consumer_line: [u64; 13],
     pub(crate) consumed: AtomicU64,
     pub(crate) retried: AtomicU64,
     pub(crate) dead_lettered: AtomicU64,
@@ -109,5 +115,11 @@ impl Counters {
             dead_lettered: get(&self.dead_lettered),
             reconnects: get(&self.reconnects),
         }
+    }
+}
+
+impl fmt::Debug for Counters {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.snapshot().fmt(f)
     }
 }

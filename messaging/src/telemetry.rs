@@ -50,10 +50,6 @@ fn error_type(e: &PublishError) -> &'static str {
 /// message already carries a creation context (an outbox row, say): then the span links to it.
 pub(crate) async fn publish<F, Fut>(
     telemetry: &Telemetry,
-    #[cfg_attr(
-        not(feature = "opentelemetry"),
-        allow(unused_mut, reason = "only trace propagation writes headers")
-    )]
     mut message: Message,
     send: F,
 ) -> Result<(), PublishError>
@@ -61,6 +57,16 @@ where
     F: FnOnce(Message) -> Fut,
     Fut: Future<Output = Result<(), PublishError>>,
 {
+    let span = producer_span(telemetry, &mut message);
+    let result = send(message).instrument(span.clone()).await;
+    published(telemetry, &span, &result);
+    result
+}
+
+/// The `PRODUCER` span of one publish, counted as published; [`publish`] in two halves, for
+/// a backend that sends a batch at once. With the `opentelemetry` feature the span's context
+/// goes into the headers, or the span links to the creation context already there.
+pub(crate) fn producer_span(telemetry: &Telemetry, message: &mut Message) -> tracing::Span {
     // `format_args!` fields are only formatted when a subscriber records them.
     let (exchange, key) = (&telemetry.exchange, message.routing_key());
     let span = tracing::info_span!(
@@ -81,8 +87,16 @@ where
     #[cfg(feature = "opentelemetry")]
     otel::link_or_inject(&span, message.headers_mut());
     Counters::inc(&telemetry.counters.published);
-    let result = send(message).instrument(span.clone()).await;
-    match &result {
+    span
+}
+
+/// Records the result of a publish on its [`producer_span`] and in the counters.
+pub(crate) fn published(
+    telemetry: &Telemetry,
+    span: &tracing::Span,
+    result: &Result<(), PublishError>,
+) {
+    match result {
         Ok(()) => Counters::inc(&telemetry.counters.confirmed),
         Err(e) => {
             if matches!(e, PublishError::Unroutable { .. }) {
@@ -92,7 +106,6 @@ where
             span.record("otel.status_code", "ERROR");
         }
     }
-    result
 }
 
 /// A `CONSUMER` span for one delivery. With the `opentelemetry` feature it links to the

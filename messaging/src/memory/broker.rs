@@ -2,11 +2,13 @@
 //! an `.await`.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use super::blocks::Blocks;
 use crate::dead_letter::{DeadLetter, DeadLetterError};
 use crate::envelope::Message;
 use crate::publisher::PublishError;
@@ -15,25 +17,124 @@ use crate::subscriber::{SubscribeError, SubscriptionConfig};
 use crate::telemetry::Telemetry;
 use crate::topic;
 
+/// Hashes a delivery tag. Tags are unique and counted up, so one multiplication (Fibonacci
+/// hashing) spreads them well; the default SipHash costs more than the rest of a lookup.
+#[derive(Debug, Default, Clone, Copy)]
+struct TagHasher(u64);
+
+impl Hasher for TagHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `u64` tags are hashed; this keeps any other input correct, if slow.
+        for b in bytes {
+            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+/// A message delivered or waiting for a retry. The message is shared: the unsettled copy
+/// and the handler's deliveries all point at one allocation.
 #[derive(Debug)]
 pub(super) struct Stored {
-    pub(super) message: Message,
+    pub(super) message: Arc<Message>,
     pub(super) redelivery_count: u32,
+}
+
+/// A message ready in a queue.
+#[derive(Debug)]
+struct Ready {
+    message: Payload,
+    redelivery_count: u32,
+}
+
+/// A ready message as published to one queue, moved in without an allocation, or shared:
+/// fanned out to several queues, or back from a consumer.
+#[derive(Debug)]
+enum Payload {
+    Owned(Message),
+    Shared(Arc<Message>),
+}
+
+impl Payload {
+    fn get(&self) -> &Message {
+        match self {
+            Self::Owned(m) => m,
+            Self::Shared(m) => m,
+        }
+    }
+
+    fn get_mut(&mut self) -> &mut Message {
+        match self {
+            Self::Owned(m) => m,
+            Self::Shared(m) => Arc::make_mut(m),
+        }
+    }
+
+    fn share(self) -> Arc<Message> {
+        match self {
+            Self::Owned(m) => Arc::new(m),
+            Self::Shared(m) => m,
+        }
+    }
+}
+
+impl From<Stored> for Ready {
+    fn from(stored: Stored) -> Self {
+        Self {
+            message: Payload::Shared(stored.message),
+            redelivery_count: stored.redelivery_count,
+        }
+    }
+}
+
+impl Ready {
+    const fn new(message: Payload) -> Self {
+        Self {
+            message,
+            redelivery_count: 0,
+        }
+    }
 }
 
 #[derive(Debug, Default)]
 struct Queue {
-    ready: VecDeque<Stored>,
+    ready: Blocks<Ready>,
     /// Delayed retries, by (due time, sequence number).
     delayed: BTreeMap<(Instant, u64), Stored>,
     /// Delivered, not yet settled: tag → (consumer, message).
-    unacked: BTreeMap<u64, (u64, Stored)>,
-    consumers: Vec<u64>,
+    unacked: HashMap<u64, (u64, Stored), BuildHasherDefault<TagHasher>>,
+    /// The consumers and their wake-up signals.
+    consumers: Vec<(u64, Arc<Notify>)>,
+    /// A consumer found nothing ready with room to take more: the next message wakes the
+    /// consumers. Publishing to a queue whose consumers are busy wakes nobody.
+    idle: bool,
 }
 
 impl Queue {
     fn len(&self) -> usize {
         self.ready.len() + self.delayed.len() + self.unacked.len()
+    }
+
+    /// Wakes every consumer of the queue.
+    fn wake_all(&self) {
+        for (_, notify) in &self.consumers {
+            notify.notify_waiters();
+        }
+    }
+
+    /// If a consumer waits for a message, adds the signal of every consumer to `wake`: each
+    /// consumer wakes one of its runners, which wakes another if it leaves work behind.
+    fn wake_idle(&mut self, wake: &mut Vec<Arc<Notify>>) {
+        if std::mem::take(&mut self.idle) {
+            wake.extend(self.consumers.iter().map(|(_, notify)| notify.clone()));
+        }
     }
 }
 
@@ -44,6 +145,8 @@ struct Consumer {
     unacked: usize,
     notify: Arc<Notify>,
     cancelled: bool,
+    /// A take was held back by the prefetch: the next settlement wakes the consumer.
+    wants_room: bool,
 }
 
 #[derive(Debug, Default)]
@@ -67,9 +170,24 @@ pub struct QueueStats {
     pub unacked: usize,
 }
 
-pub(super) enum Take {
-    Message { tag: u64, stored: Stored },
-    Wait(Option<Instant>),
+/// What a [`Inner::take`] handed out.
+pub(super) struct Taken {
+    /// How many messages it appended.
+    pub(super) count: usize,
+    /// When the earliest delayed retry of the queue comes due.
+    pub(super) next_due: Option<Instant>,
+    /// Whether messages are left that the consumer's prefetch would allow: a runner that
+    /// took all it could hands them on to another runner.
+    pub(super) more: bool,
+    /// Emptied blocks of the queue, freed when this is dropped, after the lock.
+    _emptied: Vec<VecDeque<Ready>>,
+}
+
+/// The queues a routing key goes to, kept for a run of messages with that key in one
+/// locked batch.
+#[derive(Default)]
+struct Route {
+    queues: Vec<String>,
 }
 
 #[derive(Debug)]
@@ -109,27 +227,67 @@ impl Inner {
     }
 
     pub(super) fn publish(&self, message: Message) -> Result<(), PublishError> {
+        let mut wake = Vec::new();
+        let result = self.publish_locked(&mut self.lock(), &mut None, message, &mut wake);
+        notify_one(wake);
+        result
+    }
+
+    /// Publishes `messages` under one lock, each as [`publish`](Self::publish) would, and
+    /// appends their results to `results` in order. Each message comes with whether its
+    /// routing key is the previous one's: comparing keys before taking the lock keeps the
+    /// reads of the messages out of the time the lock is held.
+    pub(super) fn publish_all(
+        &self,
+        messages: impl Iterator<Item = (Message, bool)>,
+        results: &mut Vec<Result<(), PublishError>>,
+    ) {
+        let mut wake = Vec::new();
         let mut st = self.lock();
+        let mut route = None;
+        for (message, same_key) in messages {
+            if !same_key {
+                route = None;
+            }
+            results.push(self.publish_locked(&mut st, &mut route, message, &mut wake));
+        }
+        drop(st);
+        notify_one(wake);
+    }
+
+    /// Publishes `message` to the queues of `route`, first finding them when `route` is
+    /// `None`, and adds the consumers to wake once the lock is released to `wake`.
+    fn publish_locked(
+        &self,
+        st: &mut State,
+        route: &mut Option<Route>,
+        message: Message,
+        wake: &mut Vec<Arc<Notify>>,
+    ) -> Result<(), PublishError> {
         if st.fail_next_publishes > 0 {
             st.fail_next_publishes -= 1;
             return Err(PublishError::ConnectionLost);
         }
-        let mut targets: Vec<String> = st
-            .bindings
-            .iter()
-            .filter(|(p, _)| topic::matches(p, message.routing_key()))
-            .map(|(_, q)| q.clone())
-            .collect();
-        targets.sort_unstable();
-        targets.dedup();
-        if targets.is_empty() {
+        let route = route.get_or_insert_with(|| {
+            let mut route = Route::default();
+            route.queues.extend(
+                st.bindings
+                    .iter()
+                    .filter(|(p, _)| topic::matches(p, message.routing_key()))
+                    .map(|(_, q)| q.clone()),
+            );
+            route.queues.sort_unstable();
+            route.queues.dedup();
+            route
+        });
+        if route.queues.is_empty() {
             return Err(PublishError::Unroutable {
                 exchange: self.exchange.clone(),
                 routing_key: message.routing_key().to_owned(),
             });
         }
         // All or nothing: refuse before enqueueing anywhere.
-        for q in &targets {
+        for q in &route.queues {
             if st
                 .queues
                 .get(q)
@@ -138,26 +296,24 @@ impl Inner {
                 return Err(PublishError::QueueFull { queue: q.clone() });
             }
         }
-        let mut to_wake = Vec::new();
-        let mut message = Some(message);
-        for (i, q) in targets.iter().enumerate() {
+        // One queue takes the message itself; several share it.
+        let mut payload = match route.queues.len() {
+            1 => Some(Payload::Owned(message)),
+            _ => Some(Payload::Shared(Arc::new(message))),
+        };
+        for q in &route.queues {
             if let Some(queue) = st.queues.get_mut(q) {
-                // The last queue takes the message itself; the others a copy.
-                let message = if i + 1 == targets.len() {
-                    message.take()
-                } else {
-                    message.clone()
+                let message = match &payload {
+                    Some(Payload::Shared(m)) => Payload::Shared(m.clone()),
+                    _ => match payload.take() {
+                        Some(message) => message,
+                        None => continue,
+                    },
                 };
-                if let Some(message) = message {
-                    queue.ready.push_back(Stored {
-                        message,
-                        redelivery_count: 0,
-                    });
-                }
-                to_wake.extend(queue.consumers.iter().copied());
+                queue.ready.push_back(Ready::new(message));
+                queue.wake_idle(wake);
             }
         }
-        wake(&st, to_wake);
         Ok(())
     }
 
@@ -174,65 +330,104 @@ impl Inner {
                 unacked: 0,
                 notify: notify.clone(),
                 cancelled: false,
+                wants_room: false,
             },
         );
         st.queues
             .entry(queue.to_owned())
             .or_default()
             .consumers
-            .push(id);
-        notify.notify_one();
+            .push((id, notify.clone()));
         (id, notify)
     }
 
-    /// Hands the next message to `consumer` if its prefetch allows, after moving due delayed
-    /// retries to the back of the queue.
-    pub(super) fn take(&self, consumer: u64) -> Take {
+    /// Appends to `out` up to `max` messages for `consumer`, as many as its prefetch allows,
+    /// after moving due delayed retries to the back of the queue.
+    ///
+    /// When it leaves the queue empty, or hands out fewer than `max` for the prefetch, it
+    /// records that, so that the next message or settlement wakes one of the consumer's
+    /// runners: create the [`Notify::notified`] future *before* calling this, and wait on it
+    /// afterwards.
+    pub(super) fn take(&self, consumer: u64, max: usize, out: &mut Vec<(u64, Stored)>) -> Taken {
         let now = Instant::now();
         let mut st = self.lock();
-        st.next_id += 1;
-        let tag = st.next_id;
         let State {
-            queues, consumers, ..
+            queues,
+            consumers,
+            next_id,
+            ..
         } = &mut *st;
+        let nothing = Taken {
+            count: 0,
+            next_due: None,
+            more: false,
+            _emptied: Vec::new(),
+        };
         let Some(c) = consumers.get_mut(&consumer) else {
-            return Take::Wait(None);
+            return nothing;
         };
         let Some(queue) = queues.get_mut(&c.queue) else {
-            return Take::Wait(None);
+            return nothing;
         };
         while let Some(entry) = queue.delayed.first_entry() {
             if entry.key().0 > now {
                 break;
             }
-            queue.ready.push_back(entry.remove());
+            queue.ready.push_back(entry.remove().into());
         }
         let next_due = queue.delayed.keys().next().map(|k| k.0);
-        if c.cancelled || c.unacked >= c.prefetch {
-            return Take::Wait(next_due);
+        if c.cancelled {
+            return Taken {
+                next_due,
+                ..nothing
+            };
         }
-        match queue.ready.pop_front() {
-            Some(stored) => {
-                c.unacked += 1;
-                queue.unacked.insert(
-                    tag,
-                    (
-                        consumer,
-                        Stored {
-                            message: stored.message.clone(),
-                            redelivery_count: stored.redelivery_count,
-                        },
-                    ),
-                );
-                Take::Message { tag, stored }
-            }
-            None => Take::Wait(next_due),
+        let n = max
+            .min(c.prefetch.saturating_sub(c.unacked))
+            .min(queue.ready.len());
+        for _ in 0..n {
+            let Some(ready) = queue.ready.pop_front() else {
+                break;
+            };
+            *next_id += 1;
+            let tag = *next_id;
+            let stored = Stored {
+                message: ready.message.share(),
+                redelivery_count: ready.redelivery_count,
+            };
+            let copy = Stored {
+                message: stored.message.clone(),
+                redelivery_count: stored.redelivery_count,
+            };
+            queue.unacked.insert(tag, (consumer, copy));
+            out.push((tag, stored));
+        }
+        c.unacked += n;
+        // Even when this runner is now full, another may be waiting.
+        if queue.ready.is_empty() {
+            queue.idle = true;
+        }
+        if n < max && c.unacked >= c.prefetch {
+            c.wants_room = true;
+        }
+        Taken {
+            count: n,
+            next_due,
+            more: !queue.ready.is_empty() && c.unacked < c.prefetch,
+            _emptied: queue.ready.take_emptied(),
         }
     }
 
-    /// Carries out a settlement. A stale tag (the message was already requeued because its
-    /// connection dropped) is ignored: the requeued copy is the live one.
-    pub(super) fn settle(&self, consumer: u64, tag: u64, settlement: Settlement) -> bool {
+    /// Carries out the settlements in `settled` (tag, settlement), emptying it. A stale tag
+    /// (the message was already requeued because its connection dropped) is ignored: the
+    /// requeued copy is the live one. The messages acknowledged go to `released`, for the
+    /// caller to drop after the lock is released.
+    pub(super) fn settle(
+        &self,
+        consumer: u64,
+        settled: &mut Vec<(u64, Settlement)>,
+        released: &mut Vec<Stored>,
+    ) {
         let mut st = self.lock();
         let State {
             queues,
@@ -241,61 +436,84 @@ impl Inner {
             ..
         } = &mut *st;
         let Some(c) = consumers.get_mut(&consumer) else {
-            return false;
+            settled.clear();
+            return;
         };
         let Some(queue) = queues.get_mut(&c.queue) else {
-            return false;
+            settled.clear();
+            return;
         };
-        if queue.unacked.remove(&tag).is_none() {
-            return false;
-        }
-        c.unacked = c.unacked.saturating_sub(1);
-        // The settling consumer has room again; nothing else changed for the others.
-        let mut wake_list = vec![consumer];
-        match settlement {
-            Settlement::Ack => {}
-            Settlement::Retry { delay, message } => {
-                // A new due time: a consumer waiting may need to wake earlier.
-                wake_list.clone_from(&queue.consumers);
-                *next_id += 1;
-                queue.delayed.insert(
-                    (Instant::now() + delay, *next_id),
-                    Stored {
-                        message,
-                        redelivery_count: 0,
-                    },
-                );
+        let now = Instant::now();
+        let mut freed = 0;
+        let mut retried = false;
+        // Dead letters stay in `settled` for the second pass, which holds the DLQ instead.
+        settled.retain_mut(|(tag, settlement)| {
+            let Some((_, stored)) = queue.unacked.remove(tag) else {
+                return false;
+            };
+            freed += 1;
+            released.push(stored);
+            match std::mem::replace(settlement, Settlement::Ack) {
+                Settlement::Ack => false,
+                Settlement::Retry { delay, message } => {
+                    retried = true;
+                    *next_id += 1;
+                    queue.delayed.insert(
+                        (now + delay, *next_id),
+                        Stored {
+                            message: Arc::new(message),
+                            redelivery_count: 0,
+                        },
+                    );
+                    false
+                }
+                dead_letter @ Settlement::DeadLetter { .. } => {
+                    *settlement = dead_letter;
+                    true
+                }
             }
-            Settlement::DeadLetter { mut message } => {
+        });
+        c.unacked = c.unacked.saturating_sub(freed);
+        if retried {
+            // A new due time: a consumer waiting may need to wake earlier.
+            queue.wake_all();
+        }
+        if freed > 0 && std::mem::take(&mut c.wants_room) {
+            c.notify.notify_one();
+        }
+        if settled.is_empty() {
+            return;
+        }
+        let dlq = queues.entry(format!("{}.dlq", c.queue)).or_default();
+        for (_, settlement) in settled.drain(..) {
+            if let Settlement::DeadLetter { mut message } = settlement {
                 message.headers_mut().insert(
                     crate::dead_letter::headers::ORIGINAL_EXCHANGE.to_owned(),
                     self.exchange.clone(),
                 );
-                let dlq = queues.entry(format!("{}.dlq", c.queue)).or_default();
-                wake_list.extend(dlq.consumers.iter().copied());
-                dlq.ready.push_back(Stored {
-                    message,
-                    redelivery_count: 0,
-                });
+                dlq.ready.push_back(Ready::new(Payload::Owned(message)));
             }
         }
-        wake(&st, wake_list);
-        true
+        if std::mem::take(&mut dlq.idle) {
+            dlq.wake_all();
+        }
     }
 
     /// Requeues every message delivered to `consumer` and not settled, at the head of its
     /// queue in delivery order, marked redelivered.
     fn requeue_unacked(queue: &mut Queue, consumer: Option<u64>) -> usize {
-        let tags: Vec<u64> = queue
+        let mut tags: Vec<u64> = queue
             .unacked
             .iter()
             .filter(|(_, (c, _))| consumer.is_none_or(|id| id == *c))
             .map(|(t, _)| *t)
             .collect();
+        // Tags grow with every delivery: their order is the delivery order.
+        tags.sort_unstable();
         for tag in tags.iter().rev() {
             if let Some((_, mut stored)) = queue.unacked.remove(tag) {
                 stored.redelivery_count = stored.redelivery_count.saturating_add(1);
-                queue.ready.push_front(stored);
+                queue.ready.push_front(stored.into());
             }
         }
         tags.len()
@@ -316,10 +534,11 @@ impl Inner {
         let Some(queue) = st.queues.get_mut(&c.queue) else {
             return 0;
         };
-        queue.consumers.retain(|id| *id != consumer);
+        queue.consumers.retain(|(id, _)| *id != consumer);
         let n = Self::requeue_unacked(queue, Some(consumer));
-        let wake_list = queue.consumers.clone();
-        wake(&st, wake_list);
+        if n > 0 {
+            queue.wake_all();
+        }
         n
     }
 
@@ -333,7 +552,8 @@ impl Inner {
         }
         for c in st.consumers.values_mut() {
             c.unacked = 0;
-            c.notify.notify_one();
+            c.wants_room = false;
+            c.notify.notify_waiters();
             self.telemetry.counters.reconnected();
         }
         n
@@ -368,8 +588,8 @@ impl Inner {
             .ready
             .iter()
             .take(limit)
-            .map(|s| DeadLetter {
-                message: s.message.clone(),
+            .map(|r| DeadLetter {
+                message: r.message.get().clone(),
             })
             .collect())
     }
@@ -391,17 +611,19 @@ impl Inner {
             .get_mut(&format!("{queue}.dlq"))
             .ok_or_else(unknown)?;
         let n = limit.min(dlq.ready.len());
-        let moved: Vec<Stored> = dlq.ready.drain(..n).collect();
+        let moved: Vec<Ready> = std::iter::from_fn(|| dlq.ready.pop_front())
+            .take(n)
+            .collect();
         let target = st.queues.get_mut(queue).ok_or_else(unknown)?;
-        for mut stored in moved {
-            stored
+        for mut ready in moved {
+            ready
                 .message
+                .get_mut()
                 .headers_mut()
                 .retain(|k, _| !k.starts_with("messaging-"));
-            target.ready.push_back(stored);
+            target.ready.push_back(ready);
         }
-        let wake_list = target.consumers.clone();
-        wake(&st, wake_list);
+        target.wake_all();
         Ok(n)
     }
 }
@@ -429,31 +651,30 @@ impl Inner {
         let Some(at) = dlq
             .ready
             .iter()
-            .position(|s| s.message.message_id() == message_id)
+            .position(|r| r.message.get().message_id() == message_id)
         else {
             return Ok(false);
         };
-        let Some(mut stored) = dlq.ready.remove(at) else {
+        let Some(mut ready) = dlq.ready.remove(at) else {
             return Ok(false);
         };
         if replay {
-            stored
+            ready
                 .message
+                .get_mut()
                 .headers_mut()
                 .retain(|k, _| !k.starts_with("messaging-"));
             let target = st.queues.get_mut(queue).ok_or_else(unknown)?;
-            target.ready.push_back(stored);
-            let wake_list = target.consumers.clone();
-            wake(&st, wake_list);
+            target.ready.push_back(ready);
+            target.wake_all();
         }
         Ok(true)
     }
 }
 
-fn wake(st: &State, consumers: Vec<u64>) {
-    for id in consumers {
-        if let Some(c) = st.consumers.get(&id) {
-            c.notify.notify_one();
-        }
+/// Wakes one runner of each consumer in `wake`.
+fn notify_one(wake: Vec<Arc<Notify>>) {
+    for notify in wake {
+        notify.notify_one();
     }
 }

@@ -17,7 +17,33 @@
 //! Each queue holds at most `max_queue_length` messages (ready, delayed and unsettled
 //! together; [`PublishError::QueueFull`] beyond that, for the whole publish). Dead-letter
 //! queues are not capped: they grow only as messages fail, and [`DeadLetters::replay`]
-//! empties them. Fan-out shares one body ([`bytes::Bytes`]) between queues.
+//! empties them. A message published to one queue waits there by value, in blocks of 64
+//! that are freed as the queue drains; a message fanned out to several queues is one shared
+//! allocation. Once delivered, the message is shared ([`Arc`]) between the unsettled copy
+//! kept for redelivery and the handler's [`Delivery`](crate::subscriber::Delivery): it is
+//! copied only when a failure writes its headers while a handler still holds it.
+//!
+//! # How a consumer runs its handlers
+//!
+//! A subscription's handlers run as futures inside a few runner tasks, one per worker
+//! thread of the runtime at most (one on a current-thread runtime), not as a task per
+//! message. Each runner has its share of `concurrency` (`concurrency / runners`, the
+//! remainder spread one each), takes as many ready messages as it has free slots under one
+//! lock, polls their handlers side by side, and settles every handler that finished under
+//! one lock. So:
+//!
+//! - at most `concurrency` handlers of a subscription run at once, as before, and the
+//!   consumer takes only messages it can start at once: `queue_stats().unacked` never
+//!   exceeds `concurrency` (RabbitMQ prefetches up to `prefetch` to hide the network round
+//!   trip; in process there is none to hide);
+//! - handlers of one runner share its thread: a handler that blocks the thread (heavy
+//!   computation without an `.await`, blocking I/O) holds up the others of its runner, so
+//!   move such work to [`tokio::task::spawn_blocking`];
+//! - a runner whose handlers never wait still lets its thread's other tasks run after every
+//!   1 024 messages;
+//! - with [ordered lanes](crate::subscriber::SubscriptionConfigBuilder::ordered_lanes), one
+//!   task takes messages (up to `prefetch`) and hands each to its lane's task, which runs them
+//!   one at a time within the shared `concurrency`.
 //!
 //! ```
 //! use sinew_messaging::memory::MemoryBroker;
@@ -31,6 +57,7 @@
 //! # Ok(()) }
 //! ```
 
+mod blocks;
 mod broker;
 mod consumer;
 
@@ -56,6 +83,8 @@ use crate::telemetry;
 
 const DEFAULT_EXCHANGE: &str = "domain-events";
 const DEFAULT_MAX_QUEUE_LENGTH: usize = 1_000_000;
+/// How many messages of a [`MemoryPublisher::publish_batch`] are enqueued under one lock.
+const PUBLISH_CHUNK: usize = 128;
 
 /// An in-process topic exchange and its queues.
 ///
@@ -184,10 +213,32 @@ impl Publisher for MemoryPublisher {
         .await
     }
 
+    /// Each message gets its own span and result, as with [`publish`](Self::publish), but
+    /// they are enqueued 128 at a time under one lock, waking an idle consumer
+    /// once per chunk rather than once per message.
     async fn publish_batch(&self, messages: Vec<Message>) -> Vec<Result<(), PublishError>> {
+        let telemetry = &self.inner.telemetry;
         let mut results = Vec::with_capacity(messages.len());
-        for m in messages {
-            results.push(self.publish(m).await);
+        let mut spans = Vec::with_capacity(messages.len().min(PUBLISH_CHUNK));
+        let mut chunk = Vec::with_capacity(messages.len().min(PUBLISH_CHUNK));
+        let mut messages = messages.into_iter();
+        loop {
+            for mut m in messages.by_ref().take(PUBLISH_CHUNK) {
+                spans.push(telemetry::producer_span(telemetry, &mut m));
+                // The first of a chunk finds its route afresh: bindings may have changed.
+                let same_key = chunk
+                    .last()
+                    .is_some_and(|(k, _): &(Message, bool)| k.routing_key() == m.routing_key());
+                chunk.push((m, same_key));
+            }
+            if chunk.is_empty() {
+                break;
+            }
+            let first = results.len();
+            self.inner.publish_all(chunk.drain(..), &mut results);
+            for (span, result) in spans.drain(..).zip(&results[first..]) {
+                telemetry::published(telemetry, &span, result);
+            }
         }
         results
     }
@@ -218,16 +269,17 @@ impl Subscriber for MemorySubscriber {
             .add_consumer(&queue, usize::from(config.prefetch()));
         let ctx = Arc::new(Ctx {
             broker: self.inner.clone(),
-            permits: Arc::new(Semaphore::new(config.concurrency())),
+            permits: Semaphore::new(config.concurrency()),
             handler,
             config,
-            queue: queue.clone(),
+            queue: queue.as_str().into(),
             consumer,
+            notify,
             stopping: AtomicBool::new(false),
         });
         let (stop, stop_rx) = watch::channel(None);
         // The consumer's tasks keep the `tracing` subscriber of the code that subscribed.
-        let task = tokio::spawn(consumer::run(ctx, notify, stop_rx).with_current_subscriber());
+        let task = tokio::spawn(consumer::run(ctx, stop_rx).with_current_subscriber());
         Ok(MemorySubscription { stop, task, queue })
     }
 }

@@ -40,7 +40,7 @@ struct Ctx<H> {
     broker: Arc<Inner>,
     handler: H,
     config: SubscriptionConfig,
-    queue: String,
+    queue: Arc<str>,
     tag: String,
     permits: Arc<Semaphore>,
     stopping: AtomicBool,
@@ -62,7 +62,7 @@ impl<H: Handler> Ctx<H> {
             &self.handler,
             &self.config,
             &self.queue,
-            job.message,
+            Arc::new(job.message),
             count,
         )
         .await;
@@ -160,7 +160,7 @@ async fn open<H>(ctx: &Ctx<H>, declare: bool) -> Result<(Channel, Consumer), Sub
         .map_err(|_| SubscribeError::Connection)?;
     let consumer = channel
         .basic_consume(
-            ctx.queue.as_str().into(),
+            (*ctx.queue).into(),
             ctx.tag.as_str().into(),
             BasicConsumeOptions::default(),
             FieldTable::default(),
@@ -188,7 +188,7 @@ pub(super) async fn start<H: Handler>(
     handler: H,
     stop: watch::Receiver<Option<Duration>>,
 ) -> Result<impl Future<Output = ShutdownReport> + Send + 'static, SubscribeError> {
-    let queue = config.queue();
+    let queue: Arc<str> = config.queue().into();
     let ctx = Arc::new(Ctx {
         tag: format!("{}-{}", broker.app_id, uuid::Uuid::now_v7().simple()),
         permits: Arc::new(Semaphore::new(config.concurrency())),

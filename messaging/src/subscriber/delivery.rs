@@ -1,23 +1,29 @@
 //! The context a handler receives.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::Deserialize;
 
 use crate::envelope::{DecodeError, Event, Message};
 
 /// One delivery of a message to a handler.
+///
+/// Cloning it is cheap: the message and the queue name are shared, not copied.
 #[derive(Debug, Clone)]
 pub struct Delivery {
-    pub(crate) message: Message,
-    pub(crate) queue: String,
+    // Shared with the backend's unsettled copy and with the next attempt's delivery: a
+    // delivery costs no copy of the message. The failure policy copies it only when it must
+    // write failure headers while a handler still holds a delivery.
+    pub(crate) message: Arc<Message>,
+    pub(crate) queue: Arc<str>,
     pub(crate) attempt: u32,
     pub(crate) redelivery_count: u32,
 }
 
 impl Delivery {
     /// The message.
-    pub const fn message(&self) -> &Message {
+    pub fn message(&self) -> &Message {
         &self.message
     }
 
@@ -27,7 +33,7 @@ impl Delivery {
     }
 
     /// Its headers.
-    pub const fn headers(&self) -> &BTreeMap<String, String> {
+    pub fn headers(&self) -> &BTreeMap<String, String> {
         self.message.headers()
     }
 

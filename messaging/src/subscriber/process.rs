@@ -2,6 +2,7 @@
 //! turns its result into a settlement the backend carries out.
 
 use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::FutureExt;
@@ -36,12 +37,16 @@ fn header_u32(message: &Message, name: &str) -> u32 {
 /// linked to the producer's context with the `opentelemetry` feature, or only linked, as
 /// [`SubscriptionConfig::consumer_trace`] says), and counts the delivery and its
 /// settlement.
+///
+/// Every attempt's [`Delivery`] shares `message`; it is copied only when a failure must
+/// write headers while someone else (the backend's unsettled copy, a handler that kept its
+/// delivery) still holds it.
 pub(crate) async fn process<H: Handler>(
     telemetry: &Telemetry,
     handler: &H,
     config: &SubscriptionConfig,
-    queue: &str,
-    message: Message,
+    queue: &Arc<str>,
+    message: Arc<Message>,
     redelivery_count: u32,
 ) -> Settlement {
     let span = telemetry::consumer_span(
@@ -61,22 +66,20 @@ pub(crate) async fn process<H: Handler>(
 async fn run<H: Handler>(
     handler: &H,
     config: &SubscriptionConfig,
-    queue: &str,
-    mut message: Message,
+    queue: &Arc<str>,
+    mut message: Arc<Message>,
     redelivery_count: u32,
 ) -> Settlement {
-    let mut attempt = header_u32(&message, dl::ATTEMPTS);
-    let delayed_so_far = header_u32(&message, dl::DELAYED_RETRIES);
-    let mut rng = match config.jitter_seed() {
-        Some(seed) => fastrand::Rng::with_seed(seed ^ u64::from(attempt)),
-        None => fastrand::Rng::new(),
-    };
+    let attempts_before = header_u32(&message, dl::ATTEMPTS);
+    let mut attempt = attempts_before;
+    // The jitter source, made on the first in-process retry: most messages never need it.
+    let mut rng = None;
     let mut in_process = 0u32;
     loop {
         attempt = attempt.saturating_add(1);
         let delivery = Delivery {
             message: message.clone(),
-            queue: queue.to_owned(),
+            queue: queue.clone(),
             attempt,
             redelivery_count,
         };
@@ -96,8 +99,8 @@ async fn run<H: Handler>(
                 None,
             ),
         };
-        tracing::debug!(queue, attempt, kind, error = %text, "handler did not succeed");
-        let headers = message.headers_mut();
+        tracing::debug!(queue = &**queue, attempt, kind, error = %text, "handler did not succeed");
+        let headers = Arc::make_mut(&mut message).headers_mut();
         headers.insert(dl::ATTEMPTS.to_owned(), attempt.to_string());
         headers
             .entry(dl::FIRST_FAILURE.to_owned())
@@ -106,16 +109,29 @@ async fn run<H: Handler>(
         let exhausted = attempt >= config.max_attempts();
         if !retryable || exhausted {
             let error_type = if retryable { "retries-exhausted" } else { kind };
-            return dead_letter(message, error_type, &text, handler.name(), attempt);
+            return dead_letter(
+                Arc::unwrap_or_clone(message),
+                error_type,
+                &text,
+                handler.name(),
+                attempt,
+            );
         }
         if explicit_delay.is_none() && in_process < config.in_process_retries() {
             let base = config
                 .in_process_backoff()
                 .saturating_mul(1 << in_process.min(16));
             in_process += 1;
-            tokio::time::sleep(base.mul_f64(0.5 + rng.f64() / 2.0)).await;
+            let rng = rng.get_or_insert_with(|| match config.jitter_seed() {
+                Some(seed) => fastrand::Rng::with_seed(seed ^ u64::from(attempts_before)),
+                None => fastrand::Rng::new(),
+            });
+            // Boxed: a `Sleep` is larger than the rest of this future, which every message
+            // moves several times, and only failures reach it.
+            Box::pin(tokio::time::sleep(base.mul_f64(0.5 + rng.f64() / 2.0))).await;
             continue;
         }
+        let delayed_so_far = header_u32(&message, dl::DELAYED_RETRIES);
         let delays = config.delayed_retries();
         let idx = usize::try_from(delayed_so_far).unwrap_or(usize::MAX);
         let scheduled = delays.get(idx).copied();
@@ -128,7 +144,7 @@ async fn run<H: Handler>(
                 Some(d) => d,
                 None => {
                     return dead_letter(
-                        message,
+                        Arc::unwrap_or_clone(message),
                         "retries-exhausted",
                         &text,
                         handler.name(),
@@ -137,6 +153,7 @@ async fn run<H: Handler>(
                 }
             },
         };
+        let mut message = Arc::unwrap_or_clone(message);
         message.headers_mut().insert(
             dl::DELAYED_RETRIES.to_owned(),
             delayed_so_far.saturating_add(1).to_string(),

@@ -17,5 +17,7 @@ CREATE TABLE IF NOT EXISTS sinew_outbox (
 );
 -- Unsent rows in id order (the relay's scan).
 CREATE INDEX IF NOT EXISTS sinew_outbox_unsent ON sinew_outbox (id) WHERE sent_at IS NULL;
+-- Each aggregate's unsent rows in order (the relay's head check and chains).
+CREATE INDEX IF NOT EXISTS sinew_outbox_unsent_aggregate ON sinew_outbox (aggregate_id, id) WHERE sent_at IS NULL;
 -- Retention of sent rows.
 CREATE INDEX IF NOT EXISTS sinew_outbox_sent_at ON sinew_outbox (sent_at) WHERE sent_at IS NOT NULL;

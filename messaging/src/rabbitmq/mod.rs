@@ -616,11 +616,6 @@ impl Inner {
                         })?
                 }
             };
-            let key = (
-                exchange.to_owned(),
-                routing_key.to_owned(),
-                Some(message.message_id().to_owned()),
-            );
             let outcome = tokio::time::timeout_at(until, async {
                 let _permit = self
                     .window
@@ -641,16 +636,11 @@ impl Inner {
                 let Ok(confirm) = confirm else {
                     return Ok(None);
                 };
-                // Awaited apart from this publish, so that its return is collected even if
-                // the publish stops waiting (deadline): another publish may depend on it.
-                let confirmed = tokio::spawn(async move {
-                    let confirmation = confirm.await.ok();
-                    pending.hand_in(confirmation)
-                });
-                let Ok(Some(acked)) = confirmed.await else {
+                let Some(acked) = Confirming::new(pending, confirm).confirmed().await else {
                     return Ok(None);
                 };
-                Ok(Some(side.returns.settle(acked, &key).await))
+                let key = (exchange, routing_key, message.message_id());
+                Ok(Some(side.returns.settle(acked, key).await))
             })
             .await
             .map_err(|_| late())??;
@@ -729,6 +719,52 @@ impl Drop for Pending {
     fn drop(&mut self) {
         if let Some(ticket) = self.ticket.take() {
             self.side.returns.hand_in(ticket, None);
+        }
+    }
+}
+
+/// A publish awaiting its confirm. Awaited in place (no task per publish); if the publish
+/// stops waiting (its deadline passed), the rest of the wait moves to a task of its own, so
+/// that the confirm, and any return it carries, is still handed in: a later publish may be
+/// waiting for it.
+struct Confirming {
+    pending: Option<Pending>,
+    confirm: Option<lapin::PublisherConfirm>,
+}
+
+impl Confirming {
+    const fn new(pending: Pending, confirm: lapin::PublisherConfirm) -> Self {
+        Self {
+            pending: Some(pending),
+            confirm: Some(confirm),
+        }
+    }
+
+    /// Whether the broker acked the publish; `None` when the confirm was lost.
+    async fn confirmed(mut self) -> Option<bool> {
+        let confirmation = match self.confirm.as_mut() {
+            Some(confirm) => confirm.await.ok(),
+            None => None,
+        };
+        self.confirm = None;
+        self.pending.take()?.hand_in(confirmation)
+    }
+}
+
+impl Drop for Confirming {
+    fn drop(&mut self) {
+        if let (Some(pending), Some(confirm)) = (self.pending.take(), self.confirm.take()) {
+            match tokio::runtime::Handle::try_current() {
+                Ok(runtime) => {
+                    runtime.spawn(async move {
+                        let confirmation = confirm.await.ok();
+                        pending.hand_in(confirmation);
+                    });
+                }
+                // No runtime to finish the wait on: `pending` hands in nothing as it drops,
+                // so no other publish waits for this one.
+                Err(_) => drop((pending, confirm)),
+            }
         }
     }
 }

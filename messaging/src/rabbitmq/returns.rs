@@ -106,7 +106,7 @@ impl Returns {
     /// Once the publish `ticket` has its confirmation (`acked`), waits until every publish
     /// registered before now has handed in its confirm, then claims the return of `key`, if
     /// one was collected.
-    pub(super) async fn settle(&self, acked: bool, key: &Key) -> Outcome {
+    pub(super) async fn settle(&self, acked: bool, key: (&str, &str, &str)) -> Outcome {
         let bound = self.lock().next;
         loop {
             let handed_in = self.handed_in.notified();
@@ -115,16 +115,22 @@ impl Returns {
             {
                 let mut state = self.lock();
                 if state.open.first().is_none_or(|first| *first >= bound) {
-                    return match state.returned.get_mut(key) {
-                        Some(n) if *n > 0 => {
-                            *n -= 1;
+                    // The owned key is built only when some return is waiting to be claimed.
+                    let owned = || (key.0.to_owned(), key.1.to_owned(), Some(key.2.to_owned()));
+                    if !state.returned.is_empty() {
+                        let owned = owned();
+                        if let Some(n) = state.returned.get_mut(&owned) {
+                            *n = n.saturating_sub(1);
                             if *n == 0 {
-                                state.returned.remove(key);
+                                state.returned.remove(&owned);
                             }
-                            Outcome::Returned
+                            return Outcome::Returned;
                         }
-                        _ if acked => Outcome::Acked,
-                        _ => Outcome::Nacked,
+                    }
+                    return if acked {
+                        Outcome::Acked
+                    } else {
+                        Outcome::Nacked
                     };
                 }
             }

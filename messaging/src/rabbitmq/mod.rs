@@ -583,8 +583,27 @@ impl Inner {
         deadline: Duration,
     ) -> Result<(), PublishError> {
         let until = Instant::now() + deadline;
+        tokio::time::timeout_at(
+            until,
+            self.publish_by(exchange, routing_key, message, deadline, until),
+        )
+        .await
+        .map_err(|_| PublishError::DeadlineExceeded { deadline })?
+    }
+
+    /// [`publish_to`](Self::publish_to) without a timer of its own: the caller stops waiting
+    /// at `until` (a batch shares one timer). `deadline` is only reported in errors.
+    async fn publish_by(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        message: &Message,
+        deadline: Duration,
+        until: Instant,
+    ) -> Result<(), PublishError> {
         let late = || PublishError::DeadlineExceeded { deadline };
-        let properties = wire::properties(message, &self.app_id, exchange.is_empty());
+        // Built once and moved into the first attempt; rebuilt only for a republish.
+        let mut properties = Some(wire::properties(message, &self.app_id, exchange.is_empty()));
         let options = BasicPublishOptions {
             mandatory: true,
             ..BasicPublishOptions::default()
@@ -616,8 +635,11 @@ impl Inner {
                         })?
                 }
             };
-            let outcome = tokio::time::timeout_at(until, async {
-                let _permit = self
+            let properties = properties
+                .take()
+                .unwrap_or_else(|| wire::properties(message, &self.app_id, exchange.is_empty()));
+            let outcome: Option<Outcome> = async {
+                let permit = self
                     .window
                     .acquire()
                     .await
@@ -630,20 +652,23 @@ impl Inner {
                         routing_key.into(),
                         options,
                         message.body(),
-                        properties.clone(),
+                        properties,
                     )
                     .await;
                 let Ok(confirm) = confirm else {
                     return Ok(None);
                 };
-                let Some(acked) = Confirming::new(pending, confirm).confirmed().await else {
+                let confirmed = Confirming::new(pending, confirm).confirmed().await;
+                // The confirm is in: the window has room again, while this publish waits for
+                // the earlier ones' confirms to attribute returns.
+                drop(permit);
+                let Some(acked) = confirmed else {
                     return Ok(None);
                 };
                 let key = (exchange, routing_key, message.message_id());
-                Ok(Some(side.returns.settle(acked, key).await))
-            })
-            .await
-            .map_err(|_| late())??;
+                Ok::<_, PublishError>(Some(side.returns.settle(acked, key).await))
+            }
+            .await?;
             let Some(outcome) = outcome else {
                 // The confirm is lost with the channel or connection: publish again, with
                 // the same message ID, once the supervisor has a new one.
@@ -820,6 +845,67 @@ impl fmt::Debug for RabbitPublisher {
 impl Publisher for RabbitPublisher {
     async fn publish(&self, message: Message) -> Result<(), PublishError> {
         self.publish_within(message, self.deadline).await
+    }
+
+    /// All at once, pipelined within the confirm window, under one deadline timer for the
+    /// whole batch (the publisher's deadline, from now): a publish still unconfirmed then
+    /// fails with [`PublishError::DeadlineExceeded`], its confirm handed in in the background.
+    async fn publish_batch(&self, messages: Vec<Message>) -> Vec<Result<(), PublishError>> {
+        use futures_util::stream::{FuturesUnordered, StreamExt};
+        use tracing::Instrument;
+
+        let inner = &*self.inner;
+        let deadline = self.deadline;
+        let until = Instant::now() + deadline;
+        let mut spans = Vec::with_capacity(messages.len());
+        let mut running = FuturesUnordered::new();
+        for (i, mut message) in messages.into_iter().enumerate() {
+            let span = telemetry::producer_span(&inner.telemetry, &mut message);
+            running.push(
+                async move {
+                    let result = inner
+                        .publish_by(
+                            &inner.exchange,
+                            message.routing_key(),
+                            &message,
+                            deadline,
+                            until,
+                        )
+                        .await;
+                    (i, result)
+                }
+                .instrument(span.clone()),
+            );
+            spans.push(span);
+        }
+        let mut results: Vec<Option<Result<(), PublishError>>> =
+            std::iter::repeat_with(|| None).take(spans.len()).collect();
+        let timer = tokio::time::sleep_until(until);
+        tokio::pin!(timer);
+        loop {
+            tokio::select! {
+                biased;
+                next = running.next() => match next {
+                    Some((i, result)) => {
+                        if let Some(slot) = results.get_mut(i) {
+                            *slot = Some(result);
+                        }
+                    }
+                    None => break,
+                },
+                () = &mut timer => break,
+            }
+        }
+        drop(running);
+        results
+            .into_iter()
+            .zip(&spans)
+            .map(|(result, span)| {
+                let result = result.unwrap_or(Err(PublishError::DeadlineExceeded { deadline }));
+                telemetry::published(&inner.telemetry, span, &result);
+                result
+            })
+            .collect()
     }
 }
 

@@ -628,6 +628,23 @@ async fn an_outage_longer_than_the_deadline_or_the_buffer_is_a_typed_error() {
         );
         assert!(err.is_retryable());
 
+        // A batch shares one deadline: every publish still waiting then fails the same way,
+        // and gives its place in the buffer back.
+        let results = broker
+            .publisher()
+            .deadline(Duration::from_millis(300))
+            .publish_batch((0..3).map(|n| event(&key, 100 + n)).collect())
+            .await;
+        assert_eq!(results.len(), 3);
+        for result in results {
+            assert_eq!(
+                result,
+                Err(PublishError::DeadlineExceeded {
+                    deadline: Duration::from_millis(300)
+                })
+            );
+        }
+
         // Four publishes fill the buffer; the fifth fails at once. Polling each publish once
         // makes it take its place in the buffer.
         let publisher = broker.publisher().deadline(Duration::from_secs(60));

@@ -442,6 +442,7 @@ impl RabbitBrokerBuilder {
             app_id: self.app_id,
             link,
             window: Semaphore::new(self.confirm_window),
+            window_size: self.confirm_window,
             outage: Semaphore::new(self.outage_buffer),
             outage_buffer: self.outage_buffer,
             publish_deadline: self.publish_deadline,
@@ -506,6 +507,8 @@ pub(crate) struct Inner {
     link: Arc<PublishLink>,
     /// Publishes waiting for their confirm.
     window: Semaphore,
+    /// The confirm window's size: how many publishes of a batch are under way at once.
+    window_size: usize,
     /// Publishes waiting for the publish connection to come back.
     outage: Semaphore,
     outage_buffer: usize,
@@ -692,6 +695,31 @@ impl Inner {
         }
     }
 
+    /// One publish of a batch, in its producer span, tagged with its place in the batch.
+    fn batch_member<'a>(
+        &'a self,
+        i: usize,
+        message: &'a Message,
+        span: &tracing::Span,
+        deadline: Duration,
+        until: Instant,
+    ) -> impl Future<Output = (usize, Result<(), PublishError>)> + Send + 'a {
+        use tracing::Instrument;
+        async move {
+            let result = self
+                .publish_by(
+                    &self.exchange,
+                    message.routing_key(),
+                    message,
+                    deadline,
+                    until,
+                )
+                .await;
+            (i, result)
+        }
+        .instrument(span.clone())
+    }
+
     /// The consume connection, re-opened first if it is closed.
     async fn consume_connection(&self) -> Result<Arc<Connection>, LinkError> {
         let mut connection = self.consume.lock().await;
@@ -847,36 +875,25 @@ impl Publisher for RabbitPublisher {
         self.publish_within(message, self.deadline).await
     }
 
-    /// All at once, pipelined within the confirm window, under one deadline timer for the
-    /// whole batch (the publisher's deadline, from now): a publish still unconfirmed then
-    /// fails with [`PublishError::DeadlineExceeded`], its confirm handed in in the background.
-    async fn publish_batch(&self, messages: Vec<Message>) -> Vec<Result<(), PublishError>> {
+    /// Pipelined within the confirm window, under one deadline timer for the whole batch (the
+    /// publisher's deadline, from now): a publish still unconfirmed then fails with
+    /// [`PublishError::DeadlineExceeded`], its confirm handed in in the background. Only a
+    /// window's worth of publishes is under way at once (the window would hold back the rest
+    /// anyway), so a large batch holds one publish state per window slot, not per message.
+    async fn publish_batch(&self, mut messages: Vec<Message>) -> Vec<Result<(), PublishError>> {
         use futures_util::stream::{FuturesUnordered, StreamExt};
-        use tracing::Instrument;
 
         let inner = &*self.inner;
         let deadline = self.deadline;
         let until = Instant::now() + deadline;
-        let mut spans = Vec::with_capacity(messages.len());
+        let spans: Vec<tracing::Span> = messages
+            .iter_mut()
+            .map(|message| telemetry::producer_span(&inner.telemetry, message))
+            .collect();
+        let mut waiting = messages.iter().zip(&spans).enumerate();
         let mut running = FuturesUnordered::new();
-        for (i, mut message) in messages.into_iter().enumerate() {
-            let span = telemetry::producer_span(&inner.telemetry, &mut message);
-            running.push(
-                async move {
-                    let result = inner
-                        .publish_by(
-                            &inner.exchange,
-                            message.routing_key(),
-                            &message,
-                            deadline,
-                            until,
-                        )
-                        .await;
-                    (i, result)
-                }
-                .instrument(span.clone()),
-            );
-            spans.push(span);
+        for (i, (message, span)) in waiting.by_ref().take(inner.window_size.max(1)) {
+            running.push(inner.batch_member(i, message, span, deadline, until));
         }
         let mut results: Vec<Option<Result<(), PublishError>>> =
             std::iter::repeat_with(|| None).take(spans.len()).collect();
@@ -889,6 +906,9 @@ impl Publisher for RabbitPublisher {
                     Some((i, result)) => {
                         if let Some(slot) = results.get_mut(i) {
                             *slot = Some(result);
+                        }
+                        if let Some((i, (message, span))) = waiting.next() {
+                            running.push(inner.batch_member(i, message, span, deadline, until));
                         }
                     }
                     None => break,

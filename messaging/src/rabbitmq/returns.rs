@@ -92,14 +92,20 @@ impl Returns {
             Some(Confirmation::NotRequested) => (Some(false), None),
             None => (None, None),
         };
-        {
+        let oldest = {
             let mut state = self.lock();
+            let oldest = state.open.first() == Some(&ticket.0);
             state.open.remove(&ticket.0);
             if let Some(message) = carried {
                 *state.returned.entry(key_of(&message)).or_default() += 1;
             }
+            oldest
+        };
+        // A waiting publish waits for the oldest open ticket to pass its bound: only handing
+        // in the oldest can let one go, so the others wake nobody.
+        if oldest {
+            self.handed_in.notify_waiters();
         }
-        self.handed_in.notify_waiters();
         acked
     }
 

@@ -824,8 +824,8 @@ impl Drop for Confirming {
 
 /// Publishes to a [`RabbitBroker`]'s exchange with confirms; see the [module docs](self).
 ///
-/// `publish_batch` publishes the whole batch concurrently, so its confirms are pipelined
-/// within the window.
+/// `publish_batch` keeps a confirm window's worth of the batch under way at once, so its
+/// confirms are pipelined within the window, under one deadline for the whole batch.
 #[derive(Clone)]
 pub struct RabbitPublisher {
     inner: Arc<Inner>,

@@ -1,5 +1,8 @@
 //! Per-request overhead of `HttpServerLayer`: bare axum handler, layer with sampling on, layer
-//! with sampling off, driven in-process with `oneshot` on a current-thread runtime.
+//! with sampling off, driven in-process with `oneshot` on a current-thread runtime. Beside them:
+//! a layer that does nothing (what axum's `Router::layer` itself costs per request, for any
+//! layer) and tower-http's `TraceLayer` with its defaults (a span per request, no propagation
+//! and no correlation ID), the usual way axum services are traced.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 use std::hint::black_box;
@@ -16,12 +19,16 @@ use tower::ServiceExt;
 use tracing_subscriber::layer::SubscriberExt;
 
 fn router(layered: bool) -> Router {
-    let r = Router::new().route("/users/{id}", get(|| async { "ok" }));
+    let r = plain_router();
     if layered {
         r.layer(HttpServerLayer::new())
     } else {
         r
     }
+}
+
+fn plain_router() -> Router {
+    Router::new().route("/users/{id}", get(|| async { "ok" }))
 }
 
 fn subscriber(sampler: Sampler) -> (impl tracing::Subscriber + Send + Sync, SdkTracerProvider) {
@@ -88,6 +95,26 @@ fn bench(c: &mut Criterion) {
                 black_box(resp);
             });
         });
+        // The peers, on the same router.
+        let peer = match name {
+            "bare_handler" => Some((
+                "noop_layer",
+                plain_router().layer(tower::layer::layer_fn(|route| route)),
+            )),
+            "layer_sampled" => Some((
+                "tower_http_trace_sampled",
+                plain_router().layer(tower_http::trace::TraceLayer::new_for_http()),
+            )),
+            _ => Some((
+                "tower_http_trace_unsampled",
+                plain_router().layer(tower_http::trace::TraceLayer::new_for_http()),
+            )),
+        };
+        if let Some((peer_name, peer_app)) = peer {
+            group.bench_function(peer_name, |b| {
+                b.iter(|| black_box(rt.block_on(peer_app.clone().oneshot(request())).unwrap()));
+            });
+        }
         // The same around a plain tower service (no router): the layer's own cost, without
         // axum's routing in the figures.
         let plain = tower::service_fn(|_req: Request<Body>| async {

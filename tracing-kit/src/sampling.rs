@@ -31,21 +31,37 @@ pub(crate) fn record(sampler: Sampler) {
     MODE.store(mode, Ordering::Relaxed);
 }
 
-/// `false` only when the span of a request is certain not to be sampled: the sampler is
-/// always-off, or parent-based with a remote parent that is not sampled, or parent-based
-/// always-off for a root. `remote_sampled` is the incoming `traceparent`'s sampled flag, if
-/// there is a valid one.
+/// Whether the span of a request would be sampled, as far as it can be known before the span
+/// exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(
+    not(feature = "http"),
+    allow(dead_code, reason = "only the HTTP server layer asks")
+)]
+pub(crate) enum Decision {
+    /// It may be sampled: build the span.
+    Maybe,
+    /// It will be dropped, whatever encloses the layer.
+    Drop,
+    /// It will be dropped unless a local span encloses the layer (parent-based always-off
+    /// for a request without a remote parent: the enclosing span is then the parent).
+    DropUnlessLocalParent,
+}
+
+/// The sampling decision for a request whose incoming `traceparent` has this sampled flag
+/// (`None` without a valid one). `Drop` only when the span is certain not to be sampled: the
+/// sampler is always-off, or parent-based with a remote parent that is not sampled (the
+/// remote parent wins over an enclosing span).
 #[inline]
 #[cfg_attr(
     not(feature = "http"),
     allow(dead_code, reason = "only the HTTP server layer asks")
 )]
-pub(crate) fn may_sample(remote_sampled: Option<bool>) -> bool {
+pub(crate) fn decide(remote_sampled: Option<bool>) -> Decision {
     match (MODE.load(Ordering::Relaxed), remote_sampled) {
-        (ALWAYS_OFF, _) => false,
-        (PARENT_ON | PARENT_OFF | PARENT_RATIO, Some(sampled)) => sampled,
-        (PARENT_OFF, None) => false,
-        _ => true,
+        (ALWAYS_OFF, _) | (PARENT_ON | PARENT_OFF | PARENT_RATIO, Some(false)) => Decision::Drop,
+        (PARENT_OFF, None) => Decision::DropUnlessLocalParent,
+        _ => Decision::Maybe,
     }
 }
 
@@ -55,21 +71,27 @@ mod tests {
 
     #[test]
     fn decisions() {
+        use Decision::{Drop, DropUnlessLocalParent, Maybe};
         // One test: the mode is process-wide.
-        assert!(
-            may_sample(Some(false)),
+        assert_eq!(
+            decide(Some(false)),
+            Maybe,
             "unknown sampler keeps the full path"
         );
         record(Sampler::AlwaysOff);
-        assert!(!may_sample(Some(true)));
+        assert_eq!(decide(Some(true)), Drop);
+        assert_eq!(decide(None), Drop);
         record(Sampler::ParentBasedAlwaysOn);
-        assert!(!may_sample(Some(false)));
-        assert!(may_sample(Some(true)));
-        assert!(may_sample(None));
+        assert_eq!(decide(Some(false)), Drop);
+        assert_eq!(decide(Some(true)), Maybe);
+        assert_eq!(decide(None), Maybe);
         record(Sampler::ParentBasedAlwaysOff);
-        assert!(!may_sample(None));
+        assert_eq!(decide(None), DropUnlessLocalParent);
+        assert_eq!(decide(Some(true)), Maybe);
+        record(Sampler::ParentBasedTraceIdRatio(0.5));
+        assert_eq!(decide(Some(false)), Drop);
         record(Sampler::TraceIdRatio(0.5));
-        assert!(may_sample(Some(false)));
+        assert_eq!(decide(Some(false)), Maybe);
         MODE.store(UNKNOWN, Ordering::Relaxed);
     }
 }

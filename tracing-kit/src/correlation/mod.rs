@@ -133,21 +133,34 @@ impl CorrelationId {
     pub fn generate() -> Self {
         let millis = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+            .map_or(0, |d| {
+                d.as_secs()
+                    .saturating_mul(1000)
+                    .saturating_add(u64::from(d.subsec_millis()))
+            });
         Self::v7_from_parts(millis, fastrand::u64(..), fastrand::u64(..))
     }
 
     /// The UUIDv7 with this timestamp and these random bits (only the low 12 bits of
-    /// `rand_a` and the low 62 of `rand_b` are used).
+    /// `rand_a` and the low 62 of `rand_b` are used), formatted straight into the inline
+    /// buffer: `8-4-4-4-12` lower-case hex digits.
     fn v7_from_parts(millis: u64, rand_a: u64, rand_b: u64) -> Self {
         let high = (millis & 0xffff_ffff_ffff) << 16 | 0x7000 | (rand_a & 0x0fff);
         let low = (rand_b & 0x3fff_ffff_ffff_ffff) | 0x8000_0000_0000_0000;
-        let mut buf = uuid::Uuid::encode_buffer();
-        Self::new_unchecked(
-            uuid::Uuid::from_u64_pair(high, low)
-                .hyphenated()
-                .encode_lower(&mut buf),
-        )
+        let split = |x: u64| (hex_digits((x >> 32) as u32), hex_digits(x as u32));
+        let ((h0, h1), (l0, l1)) = (split(high), split(low));
+        let mut buf = [0; INLINE];
+        buf[..8].copy_from_slice(&h0);
+        buf[8] = b'-';
+        buf[9..13].copy_from_slice(&h1[..4]);
+        buf[13] = b'-';
+        buf[14..18].copy_from_slice(&h1[4..]);
+        buf[18] = b'-';
+        buf[19..23].copy_from_slice(&l0[..4]);
+        buf[23] = b'-';
+        buf[24..28].copy_from_slice(&l0[4..]);
+        buf[28..36].copy_from_slice(&l1);
+        Self(Repr::Inline { len: 36, buf })
     }
 
     /// The ID's bytes (visible ASCII), without the UTF-8 check of [`as_str`](Self::as_str).
@@ -168,6 +181,22 @@ impl CorrelationId {
             Repr::Shared(s) => s,
         }
     }
+}
+
+/// The 8 lower-case hex digits of `x`, most significant first, computed in one 64-bit word
+/// (SWAR) instead of a table lookup per digit.
+fn hex_digits(x: u32) -> [u8; 8] {
+    const NIBBLES: u64 = 0x0f0f_0f0f_0f0f_0f0f;
+    // Byte j of `b` is byte 3 - j of `x`; spread byte j to byte 2j.
+    let b = u64::from(x.swap_bytes());
+    let s = (b | b << 16) & 0x0000_ffff_0000_ffff;
+    let s = (s | s << 8) & 0x00ff_00ff_00ff_00ff;
+    // Byte 2j: the high nibble of the pair, byte 2j + 1: the low one (digit order).
+    let n = (s >> 4 & NIBBLES) | (s & NIBBLES) << 8;
+    // Per byte: '0' + n, plus 39 more ('a' - '0' - 10) when n > 9. Nothing carries between
+    // bytes (every byte stays below 0x80).
+    let letters = (n + 0x0606_0606_0606_0606) >> 4 & 0x0101_0101_0101_0101;
+    (n + 0x3030_3030_3030_3030 + letters * 39).to_le_bytes()
 }
 
 impl FromStr for CorrelationId {
@@ -353,6 +382,25 @@ mod tests {
         assert_eq!(id.as_str(), "01234567-89ab-7fff-bfff-ffffffffffff");
         let id = CorrelationId::v7_from_parts(0, 0, 0);
         assert_eq!(id.as_str(), "00000000-0000-7000-8000-000000000000");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn v7_matches_the_uuid_crate(millis: u64, a: u64, b: u64) {
+            let id = CorrelationId::v7_from_parts(millis, a, b);
+            let high = (millis & 0xffff_ffff_ffff) << 16 | 0x7000 | (a & 0x0fff);
+            let low = (b & 0x3fff_ffff_ffff_ffff) | 0x8000_0000_0000_0000;
+            let expected = uuid::Uuid::from_u64_pair(high, low).hyphenated().to_string();
+            proptest::prop_assert_eq!(id.as_str(), expected.as_str());
+        }
+    }
+
+    #[test]
+    fn hex_digits_of_edge_values() {
+        assert_eq!(&hex_digits(0), b"00000000");
+        assert_eq!(&hex_digits(u32::MAX), b"ffffffff");
+        assert_eq!(&hex_digits(0x0123_abcd), b"0123abcd");
+        assert_eq!(&hex_digits(0x9a9a_a9a9), b"9a9aa9a9");
     }
 
     #[test]

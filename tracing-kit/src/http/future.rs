@@ -13,8 +13,16 @@ use crate::correlation::{self, CorrelationId};
 pub(crate) struct ServerState {
     pub(crate) scope: Scope,
     pub(crate) id: CorrelationId,
-    /// The response header to echo the ID under, and its value.
-    pub(crate) echo: Option<(HeaderName, HeaderValue)>,
+    /// The response header to echo the ID under.
+    pub(crate) echo: Option<Echo>,
+}
+
+/// Where and how the correlation ID is echoed in the response.
+pub(crate) struct Echo {
+    pub(crate) name: HeaderName,
+    /// The incoming header's value, or the value already written into the request; `None`:
+    /// built from the ID when the response comes.
+    pub(crate) value: Option<HeaderValue>,
 }
 
 /// What the inner future is polled inside.
@@ -88,10 +96,11 @@ where
                         span.record("otel.status_code", "error");
                     }
                 }
-                if let Some((name, value)) = state.echo
-                    && !response.headers().contains_key(&name)
+                if let Some(Echo { name, value }) = state.echo
+                    && let http::header::Entry::Vacant(slot) = response.headers_mut().entry(name)
+                    && let Some(value) = value.or_else(|| super::server::id_header_value(&state.id))
                 {
-                    response.headers_mut().insert(name, value);
+                    slot.insert(value);
                 }
                 Poll::Ready(Ok(response))
             }

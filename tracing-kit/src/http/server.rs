@@ -9,7 +9,7 @@ use tower_service::Service;
 use tracing::field::Empty;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use super::future::{ResponseFuture, Scope, ServerState};
+use super::future::{Echo, ResponseFuture, Scope, ServerState};
 use crate::correlation::{self, CorrelationId};
 use crate::propagation;
 
@@ -25,14 +25,24 @@ type FilterFn = dyn Fn(&http::Method, &http::Uri) -> bool + Send + Sync;
 struct Config {
     correlation_headers: Vec<HeaderName>,
     skipped_paths: Vec<Cow<'static, str>>,
+    /// Bit `min(len, 63)` set for the length of each skipped path: most requests are told
+    /// apart from every skipped path by their length alone.
+    skipped_lengths: u64,
     filter: Option<Arc<FilterFn>>,
     route: Option<Arc<RouteFn>>,
     request_header: bool,
 }
 
+fn length_bit(path: &str) -> u64 {
+    1 << path.len().min(63)
+}
+
 impl Config {
     fn traced(&self, method: &http::Method, uri: &http::Uri) -> bool {
-        if self.skipped_paths.iter().any(|p| p == uri.path()) {
+        let path = uri.path();
+        if self.skipped_lengths & length_bit(path) != 0
+            && self.skipped_paths.iter().any(|p| p == path)
+        {
             return false;
         }
         self.filter.as_ref().is_none_or(|f| f(method, uri))
@@ -88,6 +98,9 @@ impl HttpServerLayer {
                     .iter()
                     .map(|p| Cow::Borrowed(*p))
                     .collect(),
+                skipped_lengths: DEFAULT_SKIPPED_PATHS
+                    .iter()
+                    .fold(0, |mask, p| mask | length_bit(p)),
                 filter: None,
                 route: None,
                 request_header: false,
@@ -132,7 +145,12 @@ impl HttpServerLayer {
         I: IntoIterator<Item = P>,
         P: Into<Cow<'static, str>>,
     {
-        self.config_mut().skipped_paths = paths.into_iter().map(Into::into).collect();
+        let config = self.config_mut();
+        config.skipped_paths = paths.into_iter().map(Into::into).collect();
+        config.skipped_lengths = config
+            .skipped_paths
+            .iter()
+            .fold(0, |mask, p| mask | length_bit(p));
         self
     }
 
@@ -227,7 +245,8 @@ fn matched_route<B>(_req: &Request<B>) -> Option<&str> {
 /// `client.address`: the first `X-Forwarded-For` entry. (axum's `ConnectInfo` needs axum's
 /// `tokio` feature, which this crate does not enable.)
 fn client_address<B>(req: &Request<B>) -> Option<&str> {
-    let value = req.headers().get("x-forwarded-for")?.to_str().ok()?;
+    const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+    let value = req.headers().get(X_FORWARDED_FOR)?.to_str().ok()?;
     let first = value.split(',').next()?.trim();
     (!first.is_empty()).then_some(first)
 }
@@ -282,9 +301,14 @@ where
                     let remote_sampled = remote
                         .as_ref()
                         .map(|cx| cx.span().span_context().is_sampled());
-                    if !crate::sampling::may_sample(remote_sampled)
-                        && tracing::Span::current().is_none()
-                    {
+                    let unsampled = match crate::sampling::decide(remote_sampled) {
+                        crate::sampling::Decision::Maybe => false,
+                        crate::sampling::Decision::Drop => true,
+                        crate::sampling::Decision::DropUnlessLocalParent => {
+                            tracing::Span::current().is_none()
+                        }
+                    };
+                    if unsampled {
                         let incoming =
                             found.correlation(req.headers(), &config.correlation_headers);
                         return self.call_unsampled(req, remote, incoming);
@@ -299,7 +323,7 @@ where
             None => (baggage_or_new(&remote), None),
         };
         let from_header = incoming.is_some();
-        let echo = echo_header(config, &id, incoming);
+        let mut echo = echo_header(config, incoming);
 
         // 3. The span, parented on the remote context.
         let method = req.method().as_str();
@@ -316,53 +340,39 @@ where
         };
         let (server_address, server_port) = server_address(&req);
         let scheme = req.uri().scheme_str().unwrap_or("http");
+        // Every attribute is given when the span is created (the macro evaluates them only
+        // when the span is enabled): a `Span::record` afterwards costs a registry lookup each.
         let span = tracing::info_span!(
             "HTTP request",
             otel.name = %name,
             otel.kind = "server",
             otel.status_code = Empty,
             http.request.method = method,
-            http.route = Empty,
+            http.route = route.as_deref(),
             http.response.status_code = Empty,
             url.path = req.uri().path(),
-            url.query = Empty,
+            url.query = req.uri().query(),
             url.scheme = scheme,
             server.address = server_address,
             server.port = server_port
                 .or_else(|| super::default_port(Some(scheme)))
                 .map(i64::from),
-            client.address = Empty,
-            user_agent.original = Empty,
-            network.protocol.version = Empty,
+            client.address = client_address(&req),
+            user_agent.original = req
+                .headers()
+                .get(http::header::USER_AGENT)
+                .and_then(|v| v.to_str().ok()),
+            network.protocol.version = protocol_version(req.version()),
             correlation_id = id.as_str(),
         );
         if !span.is_disabled() {
-            if let Some(r) = &route {
-                span.record("http.route", &**r);
-            }
-            if let Some(q) = req.uri().query() {
-                span.record("url.query", q);
-            }
-            if let Some(addr) = client_address(&req) {
-                span.record("client.address", addr);
-            }
-            if let Some(ua) = req
-                .headers()
-                .get(http::header::USER_AGENT)
-                .and_then(|v| v.to_str().ok())
-            {
-                span.record("user_agent.original", ua);
-            }
-            if let Some(v) = protocol_version(req.version()) {
-                span.record("network.protocol.version", v);
-            }
             let _ = span.set_parent(parent_context(remote));
         }
 
         // 4. The ID is visible to the handler through the task-local (and the request header,
         //    when asked for, never overwriting one).
         if !from_header {
-            set_request_header(config, &mut req, echo.as_ref());
+            set_request_header(config, &mut req, &id, echo.as_mut());
         }
 
         let future = {
@@ -399,9 +409,9 @@ impl<S> HttpServer<S> {
             None => (CorrelationId::generate(), None),
         };
         let from_header = incoming.is_some();
-        let echo = echo_header(config, &id, incoming);
+        let mut echo = echo_header(config, incoming);
         if !from_header {
-            set_request_header(config, &mut req, echo.as_ref());
+            set_request_header(config, &mut req, &id, echo.as_mut());
         }
         let future = {
             let _attached = remote.clone().map(opentelemetry::Context::attach);
@@ -463,17 +473,20 @@ fn baggage_or_new(remote: &opentelemetry::Context) -> CorrelationId {
 }
 
 /// Writes a generated ID into the request when [`HttpServerLayer::request_header`] asks for
-/// it and the request has none under that name.
+/// it and the request has none under that name; the echo then shares the value.
 fn set_request_header<B>(
     config: &Config,
     req: &mut Request<B>,
-    echo: Option<&(HeaderName, HeaderValue)>,
+    id: &CorrelationId,
+    echo: Option<&mut Echo>,
 ) {
-    if let Some((name, value)) = echo
+    if let Some(echo) = echo
         && config.request_header
-        && !req.headers().contains_key(name)
+        && !req.headers().contains_key(&echo.name)
+        && let Some(value) = id_header_value(id)
     {
-        req.headers_mut().insert(name.clone(), value.clone());
+        req.headers_mut().insert(echo.name.clone(), value.clone());
+        echo.value = Some(value);
     }
 }
 
@@ -545,19 +558,13 @@ fn valid_correlation(
     }
 }
 
-/// The header the correlation ID is echoed under, with its value: the incoming header's value
-/// when there was one (sharing its bytes), else one built once from the ID.
-fn echo_header(
-    config: &Config,
-    id: &CorrelationId,
-    incoming: Option<HeaderValue>,
-) -> Option<(HeaderName, HeaderValue)> {
-    let name = config.correlation_headers.first()?.clone();
-    let value = match incoming {
-        Some(value) => value,
-        None => id_header_value(id)?,
-    };
-    Some((name, value))
+/// The header the correlation ID is echoed under, with the incoming header's value when there
+/// was one (sharing its bytes); a generated ID's value is built when the response comes.
+fn echo_header(config: &Config, incoming: Option<HeaderValue>) -> Option<Echo> {
+    Some(Echo {
+        name: config.correlation_headers.first()?.clone(),
+        value: incoming,
+    })
 }
 
 /// The ID as a header value: one copy into a new buffer (it is used once, in the response,

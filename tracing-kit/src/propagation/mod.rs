@@ -314,8 +314,11 @@ fn hex8(bytes: &[u8]) -> Option<u32> {
     // Each 16-bit lane k gets byte k of the result: digit 2k high, digit 2k + 1 low.
     const LANE: u64 = 0x000f_000f_000f_000f;
     let pairs = ((v & LANE) << 4) | ((v >> 8) & LANE);
-    let byte = |k: u32| (pairs >> (16 * k)) & 0xff;
-    u32::try_from(byte(0) << 24 | byte(1) << 16 | byte(2) << 8 | byte(3)).ok()
+    // Gather the four lanes' bytes into the low 32 bits (lane k to byte k), then put lane 0
+    // (the first two digits) on top.
+    let packed = (pairs | pairs >> 8) & 0x0000_ffff_0000_ffff;
+    let packed = (packed | packed >> 16) & 0xffff_ffff;
+    u32::try_from(packed).ok().map(u32::swap_bytes)
 }
 
 /// Parses a version-00 `traceparent` in one pass (`00-` 32 hex `-` 16 hex `-` 2 hex, lower

@@ -344,7 +344,7 @@ where
         // when the span is enabled): a `Span::record` afterwards costs a registry lookup each.
         let span = tracing::info_span!(
             "HTTP request",
-            otel.name = %name,
+            otel.name = &*name,
             otel.kind = "server",
             otel.status_code = Empty,
             http.request.method = method,

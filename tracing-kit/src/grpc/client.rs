@@ -126,6 +126,7 @@ where
             future,
             State {
                 span,
+                remote: None,
                 server: false,
                 id: None,
                 echo_header: None,

@@ -13,6 +13,9 @@ use crate::correlation::{self, CorrelationId};
 
 pub(crate) struct State {
     pub(crate) span: tracing::Span,
+    /// Server, when the request's span would not be sampled (so `span` is disabled): the
+    /// remote context, made current while the handler runs.
+    pub(crate) remote: Option<opentelemetry::Context>,
     pub(crate) server: bool,
     /// Server: the correlation ID to scope the handler in and echo.
     pub(crate) id: Option<CorrelationId>,
@@ -56,6 +59,7 @@ where
         let result = match this.state.as_ref() {
             Some(state) => {
                 let _entered = state.span.enter();
+                let _attached = state.remote.clone().map(opentelemetry::Context::attach);
                 match &state.id {
                     Some(id) => {
                         ready!(correlation::sync_scope(id.clone(), || inner

@@ -9,9 +9,8 @@ use tracing::field::Empty;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use super::future::{ResponseFuture, State};
-use crate::correlation;
-use crate::http::server::{accept_correlation, parent_context};
-use crate::propagation;
+use crate::correlation::{self, CorrelationId};
+use crate::http::server::{Found, Remote, baggage_or_new, parent_context};
 
 /// Layer that traces incoming gRPC calls; see the [module docs](super).
 ///
@@ -137,10 +136,28 @@ where
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        let names = &self.layer.correlation_headers;
         let path = req.uri().path();
         let (service, method) = super::split_path(path);
         let traced = self.layer.trace_health || service != "grpc.health.v1.Health";
-        let span = if traced {
+        // The remote context first (before any span exists), read straight from
+        // `traceparent` when that is all there is; a request whose span would be dropped gets
+        // no span, but its remote context is still made current around the handler.
+        let found = Found::scan(req.headers(), names);
+        let (remote, unsampled) = match Remote::of(&found, req.headers()) {
+            Remote::Unsampled(remote) => (remote, true),
+            Remote::Traced(remote) => (Some(remote), false),
+        };
+        let (id, from_header) = match found.correlation(req.headers(), names) {
+            Some((id, _)) => (id, true),
+            None => (
+                remote
+                    .as_ref()
+                    .map_or_else(CorrelationId::generate, baggage_or_new),
+                false,
+            ),
+        };
+        let span = if traced && !unsampled {
             tracing::info_span!(
                 "gRPC request",
                 otel.name = %format_args!("{service}/{method}"),
@@ -151,35 +168,37 @@ where
                 rpc.method = method,
                 rpc.grpc.status_code = Empty,
                 http.response.status_code = Empty,
-                correlation_id = Empty,
+                correlation_id = id.as_str(),
             )
         } else {
             tracing::Span::none()
         };
-        let remote = propagation::extract_otel(req.headers());
-        let (id, from_header) =
-            accept_correlation(req.headers(), &self.layer.correlation_headers, &remote);
-        if !span.is_disabled() {
-            span.record("correlation_id", id.as_str());
-            let _ = span.set_parent(parent_context(remote));
-        }
-        let echo_header = self.layer.correlation_headers.first().cloned();
+        // With a span, its context is what handlers see; without one, the remote context.
+        let remote = if span.is_disabled() {
+            remote.filter(|_| unsampled)
+        } else {
+            let _ = span.set_parent(parent_context(remote.unwrap_or_default()));
+            None
+        };
+        let echo_header = names.first().cloned();
         if !from_header
             && let Some(name) = &echo_header
             && !req.headers().contains_key(name)
-            && let Ok(value) = HeaderValue::from_str(id.as_str())
+            && let Ok(value) = HeaderValue::from_bytes(id.as_bytes())
         {
             req.headers_mut().insert(name.clone(), value);
         }
         req.extensions_mut().insert(id.clone());
         let future = {
             let _entered = span.enter();
+            let _attached = remote.clone().map(opentelemetry::Context::attach);
             correlation::sync_scope(id.clone(), || self.inner.call(req))
         };
         ResponseFuture::new(
             future,
             State {
                 span,
+                remote,
                 server: true,
                 id: Some(id),
                 echo_header,

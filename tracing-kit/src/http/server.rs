@@ -292,30 +292,13 @@ where
         //    there is, else through the propagator. A request that will not be sampled then
         //    takes the fast path, with no span at all.
         let found = Found::scan(req.headers(), &config.correlation_headers);
-        let remote =
-            match propagation::fast_remote(found.traceparent, found.tracestate, found.baggage) {
-                Some(Err(())) => propagation::extract_otel(req.headers()),
-                fast => {
-                    use opentelemetry::trace::TraceContextExt;
-                    let remote = fast.and_then(Result::ok);
-                    let remote_sampled = remote
-                        .as_ref()
-                        .map(|cx| cx.span().span_context().is_sampled());
-                    let unsampled = match crate::sampling::decide(remote_sampled) {
-                        crate::sampling::Decision::Maybe => false,
-                        crate::sampling::Decision::Drop => true,
-                        crate::sampling::Decision::DropUnlessLocalParent => {
-                            tracing::Span::current().is_none()
-                        }
-                    };
-                    if unsampled {
-                        let incoming =
-                            found.correlation(req.headers(), &config.correlation_headers);
-                        return self.call_unsampled(req, remote, incoming);
-                    }
-                    remote.unwrap_or_default()
-                }
-            };
+        let remote = match Remote::of(&found, req.headers()) {
+            Remote::Unsampled(remote) => {
+                let incoming = found.correlation(req.headers(), &config.correlation_headers);
+                return self.call_unsampled(req, remote, incoming);
+            }
+            Remote::Traced(remote) => remote,
+        };
 
         // 2. The correlation ID: a valid header, else baggage, else a new one.
         let (id, incoming) = match found.correlation(req.headers(), &config.correlation_headers) {
@@ -439,31 +422,8 @@ pub(crate) fn protocol_version(v: http::Version) -> Option<&'static str> {
     })
 }
 
-/// The incoming correlation ID: the first valid one under `names`, else the one in the remote
-/// baggage, else a new one; and whether it came from a header.
-pub(crate) fn accept_correlation(
-    headers: &http::HeaderMap,
-    names: &[HeaderName],
-    remote: &opentelemetry::Context,
-) -> (CorrelationId, bool) {
-    let (id, incoming) = accept_correlation_value(headers, names, remote);
-    (id, incoming.is_some())
-}
-
-/// As [`accept_correlation`], with the header value the ID came from, if any.
-fn accept_correlation_value(
-    headers: &http::HeaderMap,
-    names: &[HeaderName],
-    remote: &opentelemetry::Context,
-) -> (CorrelationId, Option<HeaderValue>) {
-    match header_correlation(headers, names) {
-        Some((id, value)) => (id, Some(value)),
-        None => (baggage_or_new(remote), None),
-    }
-}
-
 /// The correlation ID in the remote baggage, else a new one.
-fn baggage_or_new(remote: &opentelemetry::Context) -> CorrelationId {
+pub(crate) fn baggage_or_new(remote: &opentelemetry::Context) -> CorrelationId {
     use opentelemetry::baggage::BaggageExt;
     remote
         .baggage()
@@ -490,13 +450,51 @@ fn set_request_header<B>(
     }
 }
 
+/// The remote context of a request, and whether its span would be sampled, known before any
+/// span exists.
+pub(crate) enum Remote {
+    /// The span would be dropped: the remote context (if there is a valid one) is only made
+    /// current, with no span built.
+    Unsampled(Option<opentelemetry::Context>),
+    /// The span may be sampled: its parent (the empty context when there is none).
+    Traced(opentelemetry::Context),
+}
+
+impl Remote {
+    /// Reads `traceparent` and `tracestate` directly when that is all there is, else runs the
+    /// propagator (which then always takes the traced path).
+    pub(crate) fn of(found: &Found<'_>, headers: &http::HeaderMap) -> Self {
+        use crate::sampling::{Decision, decide};
+        use opentelemetry::trace::TraceContextExt;
+        match propagation::fast_remote(found.traceparent, found.tracestate, found.baggage) {
+            Some(Err(())) => Self::Traced(propagation::extract_otel(headers)),
+            fast => {
+                let remote = fast.and_then(Result::ok);
+                let remote_sampled = remote
+                    .as_ref()
+                    .map(|cx| cx.span().span_context().is_sampled());
+                let unsampled = match decide(remote_sampled) {
+                    Decision::Maybe => false,
+                    Decision::Drop => true,
+                    Decision::DropUnlessLocalParent => tracing::Span::current().is_none(),
+                };
+                if unsampled {
+                    Self::Unsampled(remote)
+                } else {
+                    Self::Traced(remote.unwrap_or_default())
+                }
+            }
+        }
+    }
+}
+
 /// How many correlation header names [`Found::scan`] looks for; further names are looked up.
 const SCANNED: usize = 4;
 
 /// The request headers the server layer reads, found in one pass over the header map: with a
 /// handful of headers that is cheaper than five hashed lookups (`traceparent`, `tracestate`,
 /// `baggage` and two correlation headers), and it stays linear in the header count.
-struct Found<'a> {
+pub(crate) struct Found<'a> {
     traceparent: Option<&'a HeaderValue>,
     tracestate: Option<&'a HeaderValue>,
     baggage: bool,
@@ -505,7 +503,7 @@ struct Found<'a> {
 }
 
 impl<'a> Found<'a> {
-    fn scan(headers: &'a http::HeaderMap, names: &[HeaderName]) -> Self {
+    pub(crate) fn scan(headers: &'a http::HeaderMap, names: &[HeaderName]) -> Self {
         let mut found = Found {
             traceparent: None,
             tracestate: None,
@@ -530,7 +528,7 @@ impl<'a> Found<'a> {
 
     /// The first valid correlation ID under `names`, with its header value; invalid ones are
     /// logged and skipped.
-    fn correlation(
+    pub(crate) fn correlation(
         &self,
         headers: &http::HeaderMap,
         names: &[HeaderName],
@@ -574,17 +572,6 @@ pub(crate) fn id_header_value(id: &CorrelationId) -> Option<HeaderValue> {
     HeaderValue::from_bytes(id.as_bytes()).ok()
 }
 
-/// The first valid correlation ID under `names`, with the header value it came from; invalid
-/// ones are logged and skipped.
-fn header_correlation(
-    headers: &http::HeaderMap,
-    names: &[HeaderName],
-) -> Option<(CorrelationId, HeaderValue)> {
-    names
-        .iter()
-        .find_map(|name| valid_correlation(name, headers.get(name)?))
-}
-
 /// The parent of a server span: the remote context when valid, else the enclosing local span
 /// with the remote baggage. (The correlation ID is added to the baggage where it leaves the
 /// process: the client layers and `messaging::inject` take it from the task-local.)
@@ -594,7 +581,7 @@ pub(crate) fn parent_context(remote: opentelemetry::Context) -> opentelemetry::C
     if remote.span().span_context().is_valid() {
         remote
     } else {
-        let local = tracing::Span::current().context();
+        let local = propagation::otel_context_of(&tracing::Span::current());
         if remote.baggage().is_empty() {
             local
         } else {

@@ -147,7 +147,7 @@ pub fn consumer_span_with<C: Carrier + ?Sized>(
             use opentelemetry::baggage::BaggageExt;
             use opentelemetry::trace::TraceContextExt;
             span.add_link(remote.span().span_context().clone());
-            let local = tracing::Span::current().context();
+            let local = propagation::otel_context_of(&tracing::Span::current());
             if remote.baggage().is_empty() {
                 local
             } else {

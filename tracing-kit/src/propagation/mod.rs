@@ -418,12 +418,15 @@ fn with_propagator<T>(mut f: impl FnMut(&dyn TextMapPropagator) -> T) -> T {
 pub struct TraceContext(opentelemetry::Context);
 
 impl TraceContext {
-    /// The context of `span` (its trace and span IDs, and the baggage it carries).
+    /// The context of `span` (its trace and span IDs, and the baggage it carries); for a
+    /// disabled span, the current OpenTelemetry context (see [`current`](Self::current)).
     pub fn of_span(span: &tracing::Span) -> Self {
-        Self(span.context())
+        Self(otel_context_of(span))
     }
 
-    /// The context of the current `tracing` span.
+    /// The context of the current `tracing` span. Without one (a request that is not sampled
+    /// gets no span from our server layers), the current OpenTelemetry context, which those
+    /// layers set to the request's remote context: the trace continues either way.
     pub fn current() -> Self {
         Self::of_span(&tracing::Span::current())
     }
@@ -570,15 +573,26 @@ pub(crate) fn inject_otel<C: Carrier + ?Sized>(cx: &opentelemetry::Context, carr
     with_propagator(|p| p.inject_context(cx, &mut adapter));
 }
 
-/// Writes the context of `span` into `carrier`, adding the current correlation ID (if any)
-/// to the baggage.
+/// Writes the context of `span` (for a disabled span, the current OpenTelemetry context) into
+/// `carrier`, adding the current correlation ID (if any) to the baggage.
 pub fn inject_span<C: Carrier + ?Sized>(span: &tracing::Span, carrier: &mut C) {
-    let cx = span.context();
+    let cx = otel_context_of(span);
     let cx = match correlation::current() {
         Some(id) => with_correlation_baggage(&cx, &id),
         None => cx,
     };
     inject_otel(&cx, carrier);
+}
+
+/// The OpenTelemetry context of `span`; for a disabled span (`Span::none()`, or one no
+/// subscriber is interested in), the current context. `OpenTelemetrySpanExt::context` would
+/// give the empty context there, which loses the trace of a request that is not sampled.
+pub(crate) fn otel_context_of(span: &tracing::Span) -> opentelemetry::Context {
+    if span.is_disabled() {
+        opentelemetry::Context::current()
+    } else {
+        span.context()
+    }
 }
 
 /// Writes the context of the current `tracing` span into `carrier`, adding the current

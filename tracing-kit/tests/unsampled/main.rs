@@ -56,6 +56,9 @@ async fn unsampled_requests_build_no_span_but_propagate_context_and_correlation(
         )
         .layer(HttpServerLayer::new());
 
+    #[cfg(feature = "grpc")]
+    unsampled_grpc_request(&spans).await;
+
     // The caller did not sample this trace (flags 00): the parent-based sampler drops it.
     let response = app
         .oneshot(
@@ -127,4 +130,52 @@ async fn unsampled_requests_build_no_span_but_propagate_context_and_correlation(
     let id = response.headers()["x-correlation-id"].to_str().unwrap();
     assert!(correlation::CorrelationId::parse(id).is_ok());
     assert!(spans.find("GET /work").is_none());
+}
+
+/// The gRPC server layer's unsampled path: no span, but the handler runs inside the remote
+/// context and the correlation ID, and both flow into what it sends on.
+#[cfg(feature = "grpc")]
+async fn unsampled_grpc_request(spans: &sinew_tracing_kit::testing::SpanRecorder) {
+    use std::collections::HashMap;
+    use tower::Layer;
+
+    let handler = tower::service_fn(|_req: Request<String>| async {
+        let mut carrier = HashMap::<String, String>::new();
+        sinew_tracing_kit::propagation::inject(&mut carrier);
+        let mut response = http::Response::new(String::new());
+        let headers = response.headers_mut();
+        headers.insert(
+            "seen-tp",
+            carrier["traceparent"]
+                .parse()
+                .expect("traceparent injected"),
+        );
+        headers.insert(
+            "seen-corr",
+            correlation::current().unwrap().to_string().parse().unwrap(),
+        );
+        headers.insert("grpc-status", "0".parse().unwrap());
+        Ok::<_, std::convert::Infallible>(response)
+    });
+    let svc = sinew_tracing_kit::grpc::GrpcServerLayer::new().layer(handler);
+    let response = svc
+        .oneshot(
+            Request::post("http://grpc.local/pkg.Users/Get")
+                .header("content-type", "application/grpc")
+                .header("traceparent", format!("00-{TRACE}-00f067aa0ba902b7-00"))
+                .header("x-correlation-id", "unsampled-grpc")
+                .body(String::new())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let seen_tp = response.headers()["seen-tp"].to_str().unwrap();
+    assert!(seen_tp.contains(TRACE), "the trace continues: {seen_tp}");
+    assert_eq!(response.headers()["seen-corr"], "unsampled-grpc");
+    assert_eq!(response.headers()["x-correlation-id"], "unsampled-grpc");
+    assert!(
+        spans.find("pkg.Users/Get").is_none(),
+        "no server span: {:?}",
+        spans.names()
+    );
 }

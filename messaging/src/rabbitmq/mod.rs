@@ -135,7 +135,7 @@ use tokio::time::Instant;
 use tracing::instrument::WithSubscriber;
 
 use self::link::{LinkError, PublishLink, PublishSide, REPLY_SUCCESS, WaitError, connect};
-use self::returns::{Outcome, Ticket};
+use self::returns::{HandedIn, Outcome, Ticket};
 
 pub use self::error::ConnectError;
 use crate::dead_letter::{DeadLetter, DeadLetterError, DeadLetters};
@@ -604,6 +604,25 @@ impl Inner {
         deadline: Duration,
         until: Instant,
     ) -> Result<(), PublishError> {
+        let confirmed = self
+            .send_confirmed(exchange, routing_key, message, deadline, until)
+            .await?;
+        confirmed
+            .settle(exchange, routing_key, message.message_id())
+            .await
+    }
+
+    /// Publishes until the broker confirms (or nacks) the message: the first half of
+    /// [`publish_by`](Self::publish_by), up to the point where the confirm window has room
+    /// again. The other half, [`Confirmed::settle`], attributes returns.
+    async fn send_confirmed(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        message: &Message,
+        deadline: Duration,
+        until: Instant,
+    ) -> Result<Confirmed, PublishError> {
         let late = || PublishError::DeadlineExceeded { deadline };
         // Built once and moved into the first attempt; rebuilt only for a republish.
         let mut properties = Some(wire::properties(message, &self.app_id, exchange.is_empty()));
@@ -641,8 +660,8 @@ impl Inner {
             let properties = properties
                 .take()
                 .unwrap_or_else(|| wire::properties(message, &self.app_id, exchange.is_empty()));
-            let outcome: Option<Outcome> = async {
-                let permit = self
+            let handed_in: Option<HandedIn> = async {
+                let _permit = self
                     .window
                     .acquire()
                     .await
@@ -661,41 +680,28 @@ impl Inner {
                 let Ok(confirm) = confirm else {
                     return Ok(None);
                 };
-                let confirmed = Confirming::new(pending, confirm).confirmed().await;
-                // The confirm is in: the window has room again, while this publish waits for
-                // the earlier ones' confirms to attribute returns.
-                drop(permit);
-                let Some(acked) = confirmed else {
-                    return Ok(None);
-                };
-                let key = (exchange, routing_key, message.message_id());
-                Ok::<_, PublishError>(Some(side.returns.settle(acked, key).await))
+                // The permit drops with the confirm: the window has room again, while this
+                // publish waits for the earlier ones' confirms to attribute returns.
+                Ok::<_, PublishError>(Confirming::new(pending, confirm).confirmed().await)
             }
             .await?;
-            let Some(outcome) = outcome else {
-                // The confirm is lost with the channel or connection: publish again, with
-                // the same message ID, once the supervisor has a new one.
-                self.link.report_broken(&side);
-                failed_on = Some(side.generation);
-                republishes += 1;
-                if republishes > MAX_REPUBLISHES {
-                    return Err(PublishError::ConnectionLost);
-                }
-                self.republished.fetch_add(1, Ordering::Relaxed);
-                continue;
-            };
-            return match outcome {
-                Outcome::Acked => Ok(()),
-                Outcome::Returned => Err(PublishError::Unroutable {
-                    exchange: exchange.to_owned(),
-                    routing_key: routing_key.to_owned(),
-                }),
-                Outcome::Nacked => Err(PublishError::Nacked),
-            };
+            if let Some(handed_in) = handed_in {
+                return Ok(Confirmed { side, handed_in });
+            }
+            // The confirm is lost with the channel or connection: publish again, with the
+            // same message ID, once the supervisor has a new one.
+            self.link.report_broken(&side);
+            failed_on = Some(side.generation);
+            republishes += 1;
+            if republishes > MAX_REPUBLISHES {
+                return Err(PublishError::ConnectionLost);
+            }
+            self.republished.fetch_add(1, Ordering::Relaxed);
         }
     }
 
-    /// One publish of a batch, in its producer span, tagged with its place in the batch.
+    /// One publish of a batch up to its confirm, in its producer span, tagged with its place
+    /// in the batch.
     fn batch_member<'a>(
         &'a self,
         i: usize,
@@ -703,11 +709,12 @@ impl Inner {
         span: &tracing::Span,
         deadline: Duration,
         until: Instant,
-    ) -> impl Future<Output = (usize, Result<(), PublishError>)> + Send + 'a {
+    ) -> impl Future<Output = (usize, &'a Message, Result<Confirmed, PublishError>)> + Send + 'a
+    {
         use tracing::Instrument;
         async move {
             let result = self
-                .publish_by(
+                .send_confirmed(
                     &self.exchange,
                     message.routing_key(),
                     message,
@@ -715,7 +722,7 @@ impl Inner {
                     until,
                 )
                 .await;
-            (i, result)
+            (i, message, result)
         }
         .instrument(span.clone())
     }
@@ -748,6 +755,33 @@ impl Inner {
     }
 }
 
+/// A publish the broker confirmed (or nacked), its return not attributed yet.
+struct Confirmed {
+    side: Arc<PublishSide>,
+    handed_in: HandedIn,
+}
+
+impl Confirmed {
+    /// Waits for every earlier publish on the channel to hand in its confirm, then tells
+    /// whether this one was returned (unroutable), nacked or acked.
+    async fn settle(
+        self,
+        exchange: &str,
+        routing_key: &str,
+        message_id: &str,
+    ) -> Result<(), PublishError> {
+        let key = (exchange, routing_key, message_id);
+        match self.side.returns.settle(self.handed_in, key).await {
+            Outcome::Acked => Ok(()),
+            Outcome::Returned => Err(PublishError::Unroutable {
+                exchange: exchange.to_owned(),
+                routing_key: routing_key.to_owned(),
+            }),
+            Outcome::Nacked => Err(PublishError::Nacked),
+        }
+    }
+}
+
 /// A publish registered with its channel's return tracker; hands in nothing if dropped before
 /// its confirmation, so that no other publish waits for it.
 struct Pending {
@@ -762,7 +796,7 @@ impl Pending {
     }
 
     /// Hands in the confirmation; see [`returns::Returns::hand_in`].
-    fn hand_in(mut self, confirmation: Option<lapin::Confirmation>) -> Option<bool> {
+    fn hand_in(mut self, confirmation: Option<lapin::Confirmation>) -> Option<HandedIn> {
         let ticket = self.ticket.take()?;
         self.side.returns.hand_in(ticket, confirmation)
     }
@@ -793,8 +827,8 @@ impl Confirming {
         }
     }
 
-    /// Whether the broker acked the publish; `None` when the confirm was lost.
-    async fn confirmed(mut self) -> Option<bool> {
+    /// What the broker said about the publish; `None` when the confirm was lost.
+    async fn confirmed(mut self) -> Option<HandedIn> {
         let confirmation = match self.confirm.as_mut() {
             Some(confirm) => confirm.await.ok(),
             None => None,
@@ -879,7 +913,10 @@ impl Publisher for RabbitPublisher {
     /// publisher's deadline, from now): a publish still unconfirmed then fails with
     /// [`PublishError::DeadlineExceeded`], its confirm handed in in the background. Only a
     /// window's worth of publishes is under way at once (the window would hold back the rest
-    /// anyway), so a large batch holds one publish state per window slot, not per message.
+    /// anyway), so a large batch holds one publish state per window slot, not per message. A
+    /// publish leaves its slot as soon as its confirm is in, while it waits, in a small state
+    /// of its own, for the earlier publishes' confirms to attribute returns: the window stays
+    /// full of publishes waiting for the broker.
     async fn publish_batch(&self, mut messages: Vec<Message>) -> Vec<Result<(), PublishError>> {
         use futures_util::stream::{FuturesUnordered, StreamExt};
 
@@ -895,28 +932,43 @@ impl Publisher for RabbitPublisher {
         for (i, (message, span)) in waiting.by_ref().take(inner.window_size.max(1)) {
             running.push(inner.batch_member(i, message, span, deadline, until));
         }
+        let mut settling = FuturesUnordered::new();
         let mut results: Vec<Option<Result<(), PublishError>>> =
             std::iter::repeat_with(|| None).take(spans.len()).collect();
         let timer = tokio::time::sleep_until(until);
         tokio::pin!(timer);
-        loop {
+        while !(running.is_empty() && settling.is_empty()) {
             tokio::select! {
                 biased;
-                next = running.next() => match next {
-                    Some((i, result)) => {
-                        if let Some(slot) = results.get_mut(i) {
-                            *slot = Some(result);
-                        }
-                        if let Some((i, (message, span))) = waiting.next() {
-                            running.push(inner.batch_member(i, message, span, deadline, until));
+                Some((i, message, sent)) = running.next(), if !running.is_empty() => {
+                    match sent {
+                        Ok(confirmed) => settling.push(async move {
+                            let exchange = inner.exchange.as_str();
+                            let settled = confirmed
+                                .settle(exchange, message.routing_key(), message.message_id())
+                                .await;
+                            (i, settled)
+                        }),
+                        Err(e) => {
+                            if let Some(slot) = results.get_mut(i) {
+                                *slot = Some(Err(e));
+                            }
                         }
                     }
-                    None => break,
-                },
+                    if let Some((i, (message, span))) = waiting.next() {
+                        running.push(inner.batch_member(i, message, span, deadline, until));
+                    }
+                }
+                Some((i, settled)) = settling.next(), if !settling.is_empty() => {
+                    if let Some(slot) = results.get_mut(i) {
+                        *slot = Some(settled);
+                    }
+                }
                 () = &mut timer => break,
             }
         }
         drop(running);
+        drop(settling);
         results
             .into_iter()
             .zip(&spans)

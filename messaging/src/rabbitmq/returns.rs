@@ -160,13 +160,23 @@ impl Returns {
         acked.map(|acked| HandedIn { acked, bound })
     }
 
+    /// [`settle`](Self::settle) if every publish registered before the confirmation was
+    /// handed in has handed in its own; `None` if it would wait.
+    pub(super) fn try_settle(
+        &self,
+        confirmed: HandedIn,
+        key: (&str, &str, &str),
+    ) -> Option<Outcome> {
+        self.lock().try_settle(confirmed, key)
+    }
+
     /// Once a publish's confirmation is handed in, waits until every publish registered
     /// before then has handed in its confirm (the broker sends a return before the ack of
     /// its message, and lapin hands it to whichever confirm it resolves next), then claims
     /// the return of `key`, if one was collected.
     pub(super) async fn settle(&self, confirmed: HandedIn, key: (&str, &str, &str)) -> Outcome {
         // Most often the earlier publishes are all in already: no waiter to register.
-        if let Some(outcome) = self.lock().try_settle(confirmed, key) {
+        if let Some(outcome) = self.try_settle(confirmed, key) {
             return outcome;
         }
         loop {

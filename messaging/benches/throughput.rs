@@ -20,10 +20,18 @@
 //! Run with
 //! `cargo bench -p sinew-messaging --features rabbitmq --bench throughput`; the memory rows
 //! alone need no feature: `cargo bench -p sinew-messaging --bench throughput -- memory`.
+//!
+//! For ours / lapin on a machine whose speed drifts (the broker sharing the cores), use
+//! `python3 messaging/benches/interleave.py`: it runs each row's pair in rotation over all
+//! rows, several times, and prints the median of the per-repetition ratios and their range.
+//! Environment: `SINEW_BENCH_LAPIN_FIRST` runs raw lapin before ours in each row (the driver
+//! alternates); `SINEW_BENCH_CPU` prints the messages handled and the process's CPU time at
+//! the end (client CPU per message of one row, with a filter and `--profile-time`).
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,
+    clippy::print_stderr,
     missing_docs,
     unreachable_pub
 )]
@@ -79,6 +87,50 @@ mod rabbit {
     use super::{message, runtime};
 
     const URI: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
+    #[derive(Clone, Copy, PartialEq, Eq)]
+    enum Side {
+        Ours,
+        Lapin,
+    }
+
+    /// Messages the timed parts handled (consume rows: received, not the untimed fill).
+    static MESSAGES: AtomicUsize = AtomicUsize::new(0);
+
+    /// With `SINEW_BENCH_CPU` set, prints the messages the selected rows handled and this
+    /// process's CPU time (user + system, from `/proc/self/stat`, Linux), for client CPU per
+    /// message of one row, e.g. with `--profile-time 8` and a filter naming one row.
+    fn report_cpu() {
+        if std::env::var_os("SINEW_BENCH_CPU").is_none() {
+            return;
+        }
+        let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+        // Fields after the command name (which is in parentheses): state is field 3, utime
+        // and stime are fields 14 and 15, in clock ticks (100 per second on Linux).
+        let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+        let fields: Vec<u64> = after
+            .split_whitespace()
+            .skip(11)
+            .take(2)
+            .filter_map(|f| f.parse().ok())
+            .collect();
+        let cpu = fields.iter().sum::<u64>() as f64 / 100.0;
+        let n = MESSAGES.load(Ordering::Relaxed);
+        eprintln!(
+            "sinew-bench-cpu: messages {n}, client CPU {cpu:.2} s, {:.2} us per message",
+            if n == 0 { 0.0 } else { cpu * 1e6 / n as f64 }
+        );
+    }
+
+    /// Ours first, or raw lapin first when `SINEW_BENCH_LAPIN_FIRST` is set (`interleave.py`
+    /// alternates, so that neither side always runs right after the other's clean-up).
+    fn order() -> [Side; 2] {
+        if std::env::var_os("SINEW_BENCH_LAPIN_FIRST").is_some() {
+            [Side::Lapin, Side::Ours]
+        } else {
+            [Side::Ours, Side::Lapin]
+        }
+    }
 
     /// The properties ours sends for `m`, built once for raw lapin.
     fn properties(m: &Message) -> BasicProperties {
@@ -206,37 +258,45 @@ mod rabbit {
                             .await
                             .unwrap();
                     };
-                    group.bench_function(format!("ours-inflight-{window}"), |b| {
-                        b.iter_custom(|iters| {
-                            rt.block_on(async {
-                                let mut total = Duration::ZERO;
-                                for _ in 0..iters {
-                                    let batch = vec![m.clone(); n];
-                                    let start = Instant::now();
-                                    let results = publisher.publish_batch(batch).await;
-                                    total += start.elapsed();
-                                    assert!(results.iter().all(Result::is_ok));
-                                    purge().await;
-                                }
-                                total
-                            })
-                        });
-                    });
                     let sem = Semaphore::new(window);
-                    group.bench_function(format!("lapin-inflight-{window}"), |b| {
-                        b.iter_custom(|iters| {
-                            rt.block_on(async {
-                                let mut total = Duration::ZERO;
-                                for _ in 0..iters {
-                                    let start = Instant::now();
-                                    lapin_publish(&ch, &sem, &exchange, &m, &props, n).await;
-                                    total += start.elapsed();
-                                    purge().await;
-                                }
-                                total
-                            })
+                    for side in order() {
+                        if side == Side::Lapin {
+                            group.bench_function(format!("lapin-inflight-{window}"), |b| {
+                                b.iter_custom(|iters| {
+                                    rt.block_on(async {
+                                        let mut total = Duration::ZERO;
+                                        for _ in 0..iters {
+                                            let start = Instant::now();
+                                            lapin_publish(&ch, &sem, &exchange, &m, &props, n)
+                                                .await;
+                                            total += start.elapsed();
+                                            MESSAGES.fetch_add(n, Ordering::Relaxed);
+                                            purge().await;
+                                        }
+                                        total
+                                    })
+                                });
+                            });
+                            continue;
+                        }
+                        group.bench_function(format!("ours-inflight-{window}"), |b| {
+                            b.iter_custom(|iters| {
+                                rt.block_on(async {
+                                    let mut total = Duration::ZERO;
+                                    for _ in 0..iters {
+                                        let batch = vec![m.clone(); n];
+                                        let start = Instant::now();
+                                        let results = publisher.publish_batch(batch).await;
+                                        total += start.elapsed();
+                                        MESSAGES.fetch_add(n, Ordering::Relaxed);
+                                        assert!(results.iter().all(Result::is_ok));
+                                        purge().await;
+                                    }
+                                    total
+                                })
+                            });
                         });
-                    });
+                    }
                 }
                 group.finish();
             }
@@ -272,79 +332,97 @@ mod rabbit {
                     let queue = cfg.queue();
                     if kind == "quorum" {
                         rt.block_on(brokers[0].subscriber().declare(&cfg)).unwrap();
-                        let broker = &brokers[0];
-                        group.bench_function(format!("ours-prefetch-{prefetch}"), |b| {
+                    } else {
+                        rt.block_on(declare(&ch, &queue, kind, &exchange, &key));
+                    }
+                    queues.push(queue.clone());
+                    let broker = &brokers[0];
+                    for side in order() {
+                        if side == Side::Ours {
+                            if kind != "quorum" {
+                                continue;
+                            }
+                            group.bench_function(format!("ours-prefetch-{prefetch}"), |b| {
+                                b.iter_custom(|iters| {
+                                    rt.block_on(async {
+                                        let mut total = Duration::ZERO;
+                                        for _ in 0..iters {
+                                            lapin_publish(&ch, &fill, &exchange, &m, &props, n)
+                                                .await;
+                                            let count =
+                                                Arc::new((AtomicUsize::new(0), Notify::new()));
+                                            let counter = count.clone();
+                                            let handler =
+                                                handler_fn("count", move |_: Delivery| {
+                                                    let c = counter.clone();
+                                                    async move {
+                                                        if c.0.fetch_add(1, Ordering::Relaxed) + 1
+                                                            == n
+                                                        {
+                                                            c.1.notify_one();
+                                                        }
+                                                        Ok(Outcome::Ack)
+                                                    }
+                                                });
+                                            let start = Instant::now();
+                                            let sub = broker
+                                                .subscriber()
+                                                .subscribe(cfg.clone(), handler)
+                                                .await
+                                                .unwrap();
+                                            count.1.notified().await;
+                                            total += start.elapsed();
+                                            MESSAGES.fetch_add(n, Ordering::Relaxed);
+                                            sub.shutdown(Duration::from_secs(10)).await;
+                                        }
+                                        total
+                                    })
+                                });
+                            });
+                            continue;
+                        }
+                        group.bench_function(format!("lapin-prefetch-{prefetch}"), |b| {
                             b.iter_custom(|iters| {
                                 rt.block_on(async {
                                     let mut total = Duration::ZERO;
                                     for _ in 0..iters {
                                         lapin_publish(&ch, &fill, &exchange, &m, &props, n).await;
-                                        let count = Arc::new((AtomicUsize::new(0), Notify::new()));
-                                        let counter = count.clone();
-                                        let handler = handler_fn("count", move |_: Delivery| {
-                                            let c = counter.clone();
-                                            async move {
-                                                if c.0.fetch_add(1, Ordering::Relaxed) + 1 == n {
-                                                    c.1.notify_one();
-                                                }
-                                                Ok(Outcome::Ack)
-                                            }
-                                        });
                                         let start = Instant::now();
-                                        let sub = broker
-                                            .subscriber()
-                                            .subscribe(cfg.clone(), handler)
+                                        let cch = conn.create_channel().await.unwrap();
+                                        cch.basic_qos(prefetch, BasicQosOptions::default())
                                             .await
                                             .unwrap();
-                                        count.1.notified().await;
+                                        let mut consumer = cch
+                                            .basic_consume(
+                                                queue.as_str().into(),
+                                                "bench".into(),
+                                                BasicConsumeOptions::default(),
+                                                FieldTable::default(),
+                                            )
+                                            .await
+                                            .unwrap();
+                                        // Each delivery acked by its own task, as ours hands each one
+                                        // to a handler task that acks when it returns.
+                                        let mut acks = tokio::task::JoinSet::new();
+                                        for _ in 0..n {
+                                            let d = consumer.next().await.unwrap().unwrap();
+                                            acks.spawn(async move {
+                                                d.acker
+                                                    .ack(BasicAckOptions::default())
+                                                    .await
+                                                    .unwrap();
+                                            });
+                                        }
+                                        acks.join_all().await;
                                         total += start.elapsed();
-                                        sub.shutdown(Duration::from_secs(10)).await;
+                                        MESSAGES.fetch_add(n, Ordering::Relaxed);
+                                        cch.close(200, "OK".into()).await.unwrap();
                                     }
                                     total
                                 })
                             });
                         });
-                    } else {
-                        rt.block_on(declare(&ch, &queue, kind, &exchange, &key));
                     }
-                    queues.push(queue.clone());
-                    group.bench_function(format!("lapin-prefetch-{prefetch}"), |b| {
-                        b.iter_custom(|iters| {
-                            rt.block_on(async {
-                                let mut total = Duration::ZERO;
-                                for _ in 0..iters {
-                                    lapin_publish(&ch, &fill, &exchange, &m, &props, n).await;
-                                    let start = Instant::now();
-                                    let cch = conn.create_channel().await.unwrap();
-                                    cch.basic_qos(prefetch, BasicQosOptions::default())
-                                        .await
-                                        .unwrap();
-                                    let mut consumer = cch
-                                        .basic_consume(
-                                            queue.as_str().into(),
-                                            "bench".into(),
-                                            BasicConsumeOptions::default(),
-                                            FieldTable::default(),
-                                        )
-                                        .await
-                                        .unwrap();
-                                    // Each delivery acked by its own task, as ours hands each one
-                                    // to a handler task that acks when it returns.
-                                    let mut acks = tokio::task::JoinSet::new();
-                                    for _ in 0..n {
-                                        let d = consumer.next().await.unwrap().unwrap();
-                                        acks.spawn(async move {
-                                            d.acker.ack(BasicAckOptions::default()).await.unwrap();
-                                        });
-                                    }
-                                    acks.join_all().await;
-                                    total += start.elapsed();
-                                    cch.close(200, "OK".into()).await.unwrap();
-                                }
-                                total
-                            })
-                        });
-                    });
                     // Remove the fill of this group before the next one.
                     rt.block_on(async {
                         ch.queue_purge(queue.as_str().into(), QueuePurgeOptions::default())
@@ -367,6 +445,7 @@ mod rabbit {
             }
             let _ = conn.close(200, "OK".into()).await;
         });
+        report_cpu();
     }
 }
 

@@ -210,6 +210,31 @@ impl Message {
         }
     }
 
+    /// A message as a backend received it: its ID (a fresh UUIDv7 if it carries none), its
+    /// content type (`application/json` if none) and its headers.
+    #[cfg_attr(
+        not(feature = "rabbitmq"),
+        allow(
+            dead_code,
+            reason = "only the RabbitMQ backend receives messages in parts"
+        )
+    )]
+    pub(crate) fn from_parts(
+        routing_key: String,
+        message_id: Option<String>,
+        content_type: Option<String>,
+        headers: BTreeMap<String, String>,
+        body: Bytes,
+    ) -> Self {
+        Self {
+            routing_key,
+            message_id: message_id.unwrap_or_else(|| Uuid::now_v7().to_string()),
+            content_type: content_type.unwrap_or_else(|| CONTENT_TYPE_JSON.to_owned()),
+            headers,
+            body,
+        }
+    }
+
     /// Sets a header.
     pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.headers.insert(name.into(), value.into());

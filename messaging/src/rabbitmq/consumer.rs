@@ -16,7 +16,7 @@ use lapin::options::{
     BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicQosOptions, BasicRejectOptions,
 };
 use lapin::types::FieldTable;
-use lapin::{Channel, Consumer};
+use lapin::{Acker, Channel, Consumer};
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 use tracing::instrument::WithSubscriber;
@@ -47,23 +47,35 @@ struct Ctx<H> {
     unsettled: AtomicUsize,
 }
 
+/// A delivery to handle: its message, how often the broker redelivered it, and what
+/// settles it (the rest of the lapin delivery is dropped on receipt).
 struct Job {
-    delivery: Delivery,
+    acker: Acker,
+    redelivery_count: u32,
     message: Message,
+}
+
+impl Job {
+    fn new(mut delivery: Delivery) -> Self {
+        Self {
+            redelivery_count: wire::redelivery_count(&delivery),
+            message: wire::take_message(&mut delivery),
+            acker: delivery.acker,
+        }
+    }
 }
 
 impl<H: Handler> Ctx<H> {
     /// Runs the failure policy and carries out its settlement; acks only once a retry or
     /// dead letter is confirmed, and rejects with requeue when that publish fails.
     async fn run_one(&self, job: Job) {
-        let count = wire::redelivery_count(&job.delivery);
         let settlement = process(
             &self.broker.telemetry,
             &self.handler,
             &self.config,
             &self.queue,
             Arc::new(job.message),
-            count,
+            job.redelivery_count,
         )
         .await;
         let forwarded = match settlement {
@@ -92,11 +104,8 @@ impl<H: Handler> Ctx<H> {
         };
         let settle = match forwarded {
             Ok(()) => {
-                tokio::time::timeout(
-                    SETTLE_TIMEOUT,
-                    job.delivery.acker.ack(BasicAckOptions::default()),
-                )
-                .await
+                tokio::time::timeout(SETTLE_TIMEOUT, job.acker.ack(BasicAckOptions::default()))
+                    .await
             }
             Err(e) => {
                 tracing::warn!(queue = %self.queue, error = %e, "cannot forward; requeueing");
@@ -105,9 +114,7 @@ impl<H: Handler> Ctx<H> {
                 tokio::time::sleep(FORWARD_FAILURE_PAUSE).await;
                 tokio::time::timeout(
                     SETTLE_TIMEOUT,
-                    job.delivery
-                        .acker
-                        .reject(BasicRejectOptions { requeue: true }),
+                    job.acker.reject(BasicRejectOptions { requeue: true }),
                 )
                 .await
             }
@@ -249,7 +256,7 @@ async fn run<H: Handler>(
                     Some(Ok(delivery)) => {
                         backoff = MIN_BACKOFF;
                         ctx.unsettled.fetch_add(1, Ordering::AcqRel);
-                        let job = Job { message: wire::message(&delivery), delivery };
+                        let job = Job::new(delivery);
                         if lanes.is_empty() {
                             tasks.spawn(ctx.clone().guarded(job).with_current_subscriber());
                         } else {

@@ -117,9 +117,9 @@ mod returns;
 mod topology;
 mod wire;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, VecDeque};
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -135,7 +135,7 @@ use tokio::time::Instant;
 use tracing::instrument::WithSubscriber;
 
 use self::link::{LinkError, PublishLink, PublishSide, REPLY_SUCCESS, WaitError, connect};
-use self::returns::{Outcome, Ticket};
+use self::returns::{HandedIn, Outcome, Ticket};
 
 pub use self::error::ConnectError;
 use crate::dead_letter::{DeadLetter, DeadLetterError, DeadLetters};
@@ -604,6 +604,25 @@ impl Inner {
         deadline: Duration,
         until: Instant,
     ) -> Result<(), PublishError> {
+        let confirmed = self
+            .send_confirmed(exchange, routing_key, message, deadline, until)
+            .await?;
+        confirmed
+            .settle(exchange, routing_key, message.message_id())
+            .await
+    }
+
+    /// Publishes until the broker confirms (or nacks) the message: the first half of
+    /// [`publish_by`](Self::publish_by), up to the point where the confirm window has room
+    /// again. The other half, [`Confirmed::settle`], attributes returns.
+    async fn send_confirmed(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        message: &Message,
+        deadline: Duration,
+        until: Instant,
+    ) -> Result<Confirmed, PublishError> {
         let late = || PublishError::DeadlineExceeded { deadline };
         // Built once and moved into the first attempt; rebuilt only for a republish.
         let mut properties = Some(wire::properties(message, &self.app_id, exchange.is_empty()));
@@ -641,8 +660,8 @@ impl Inner {
             let properties = properties
                 .take()
                 .unwrap_or_else(|| wire::properties(message, &self.app_id, exchange.is_empty()));
-            let outcome: Option<Outcome> = async {
-                let permit = self
+            let handed_in: Option<HandedIn> = async {
+                let _permit = self
                     .window
                     .acquire()
                     .await
@@ -661,63 +680,81 @@ impl Inner {
                 let Ok(confirm) = confirm else {
                     return Ok(None);
                 };
-                let confirmed = Confirming::new(pending, confirm).confirmed().await;
-                // The confirm is in: the window has room again, while this publish waits for
-                // the earlier ones' confirms to attribute returns.
-                drop(permit);
-                let Some(acked) = confirmed else {
-                    return Ok(None);
-                };
-                let key = (exchange, routing_key, message.message_id());
-                Ok::<_, PublishError>(Some(side.returns.settle(acked, key).await))
+                // The permit drops with the confirm: the window has room again, while this
+                // publish waits for the earlier ones' confirms to attribute returns.
+                Ok::<_, PublishError>(Confirming::new(pending, confirm).confirmed().await)
             }
             .await?;
-            let Some(outcome) = outcome else {
-                // The confirm is lost with the channel or connection: publish again, with
-                // the same message ID, once the supervisor has a new one.
-                self.link.report_broken(&side);
-                failed_on = Some(side.generation);
-                republishes += 1;
-                if republishes > MAX_REPUBLISHES {
-                    return Err(PublishError::ConnectionLost);
-                }
-                self.republished.fetch_add(1, Ordering::Relaxed);
-                continue;
-            };
-            return match outcome {
-                Outcome::Acked => Ok(()),
-                Outcome::Returned => Err(PublishError::Unroutable {
-                    exchange: exchange.to_owned(),
-                    routing_key: routing_key.to_owned(),
-                }),
-                Outcome::Nacked => Err(PublishError::Nacked),
-            };
+            if let Some(handed_in) = handed_in {
+                return Ok(Confirmed { side, handed_in });
+            }
+            // The confirm is lost with the channel or connection: publish again, with the
+            // same message ID, once the supervisor has a new one.
+            self.link.report_broken(&side);
+            failed_on = Some(side.generation);
+            republishes += 1;
+            if republishes > MAX_REPUBLISHES {
+                return Err(PublishError::ConnectionLost);
+            }
+            self.republished.fetch_add(1, Ordering::Relaxed);
         }
     }
 
-    /// One publish of a batch, in its producer span, tagged with its place in the batch.
-    fn batch_member<'a>(
-        &'a self,
-        i: usize,
-        message: &'a Message,
-        span: &tracing::Span,
-        deadline: Duration,
-        until: Instant,
-    ) -> impl Future<Output = (usize, Result<(), PublishError>)> + Send + 'a {
+    /// One lane of a batch: publishes the batch's messages one after another, taking the
+    /// next unclaimed one each time (`next`), each in its producer span, and records each
+    /// result as soon as it has one. A batch runs a confirm window's worth of lanes, so its
+    /// publish states are made once per lane instead of once per message (each is 2-3 KB).
+    ///
+    /// A publish leaves the lane as soon as its confirm is in: the lane goes on with the next
+    /// message while the confirmed ones wait for the earlier publishes' confirms (return
+    /// attribution, about one more round trip), so the window stays full.
+    async fn batch_lane(&self, batch: &Batch<'_>) {
         use tracing::Instrument;
-        async move {
-            let result = self
-                .publish_by(
+
+        let record = |i: usize, result: Result<(), PublishError>| {
+            let mut results = batch.results.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(slot) = results.get_mut(i) {
+                *slot = Some(result);
+            }
+        };
+        let mut unsettled: VecDeque<(usize, &Message, Confirmed)> = VecDeque::new();
+        loop {
+            let i = batch.next.fetch_add(1, Ordering::Relaxed);
+            let (Some(message), Some(span)) = (batch.messages.get(i), batch.spans.get(i)) else {
+                break;
+            };
+            let sent = self
+                .send_confirmed(
                     &self.exchange,
                     message.routing_key(),
                     message,
-                    deadline,
-                    until,
+                    batch.deadline,
+                    batch.until,
                 )
+                .instrument(span.clone())
                 .await;
-            (i, result)
+            match sent {
+                Ok(confirmed) => unsettled.push_back((i, message, confirmed)),
+                Err(e) => record(i, Err(e)),
+            }
+            // Those whose earlier publishes have all handed in settle now. A lane hands in
+            // its confirms in order, so their bounds only grow: the first that must wait
+            // holds back the rest.
+            while let Some((i, message, confirmed)) = unsettled.front() {
+                let key = (self.exchange.as_str(), message.routing_key());
+                let Some(result) = confirmed.try_settle(key.0, key.1, message.message_id()) else {
+                    break;
+                };
+                record(*i, result);
+                unsettled.pop_front();
+            }
         }
-        .instrument(span.clone())
+        for (i, message, confirmed) in unsettled {
+            let result = confirmed
+                .settle(&self.exchange, message.routing_key(), message.message_id())
+                .await;
+            record(i, result);
+        }
     }
 
     /// The consume connection, re-opened first if it is closed.
@@ -748,6 +785,62 @@ impl Inner {
     }
 }
 
+/// What the lanes of one `publish_batch` share.
+struct Batch<'a> {
+    messages: &'a [Message],
+    spans: &'a [tracing::Span],
+    /// The next message no lane has taken yet.
+    next: AtomicUsize,
+    results: Mutex<Vec<Option<Result<(), PublishError>>>>,
+    deadline: Duration,
+    until: Instant,
+}
+
+/// A publish the broker confirmed (or nacked), its return not attributed yet.
+struct Confirmed {
+    side: Arc<PublishSide>,
+    handed_in: HandedIn,
+}
+
+impl Confirmed {
+    /// Waits for every earlier publish on the channel to hand in its confirm, then tells
+    /// whether this one was returned (unroutable), nacked or acked.
+    async fn settle(
+        self,
+        exchange: &str,
+        routing_key: &str,
+        message_id: &str,
+    ) -> Result<(), PublishError> {
+        let key = (exchange, routing_key, message_id);
+        let outcome = self.side.returns.settle(self.handed_in, key).await;
+        result_of(outcome, exchange, routing_key)
+    }
+
+    /// [`settle`](Self::settle) if every earlier publish has handed in its confirm already;
+    /// `None` if it would wait.
+    fn try_settle(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        message_id: &str,
+    ) -> Option<Result<(), PublishError>> {
+        let key = (exchange, routing_key, message_id);
+        let outcome = self.side.returns.try_settle(self.handed_in, key)?;
+        Some(result_of(outcome, exchange, routing_key))
+    }
+}
+
+fn result_of(outcome: Outcome, exchange: &str, routing_key: &str) -> Result<(), PublishError> {
+    match outcome {
+        Outcome::Acked => Ok(()),
+        Outcome::Returned => Err(PublishError::Unroutable {
+            exchange: exchange.to_owned(),
+            routing_key: routing_key.to_owned(),
+        }),
+        Outcome::Nacked => Err(PublishError::Nacked),
+    }
+}
+
 /// A publish registered with its channel's return tracker; hands in nothing if dropped before
 /// its confirmation, so that no other publish waits for it.
 struct Pending {
@@ -762,7 +855,7 @@ impl Pending {
     }
 
     /// Hands in the confirmation; see [`returns::Returns::hand_in`].
-    fn hand_in(mut self, confirmation: Option<lapin::Confirmation>) -> Option<bool> {
+    fn hand_in(mut self, confirmation: Option<lapin::Confirmation>) -> Option<HandedIn> {
         let ticket = self.ticket.take()?;
         self.side.returns.hand_in(ticket, confirmation)
     }
@@ -793,8 +886,8 @@ impl Confirming {
         }
     }
 
-    /// Whether the broker acked the publish; `None` when the confirm was lost.
-    async fn confirmed(mut self) -> Option<bool> {
+    /// What the broker said about the publish; `None` when the confirm was lost.
+    async fn confirmed(mut self) -> Option<HandedIn> {
         let confirmation = match self.confirm.as_mut() {
             Some(confirm) => confirm.await.ok(),
             None => None,
@@ -877,9 +970,12 @@ impl Publisher for RabbitPublisher {
 
     /// Pipelined within the confirm window, under one deadline timer for the whole batch (the
     /// publisher's deadline, from now): a publish still unconfirmed then fails with
-    /// [`PublishError::DeadlineExceeded`], its confirm handed in in the background. Only a
-    /// window's worth of publishes is under way at once (the window would hold back the rest
-    /// anyway), so a large batch holds one publish state per window slot, not per message.
+    /// [`PublishError::DeadlineExceeded`], its confirm handed in in the background. A
+    /// window's worth of lanes each publish one message at a time (the window would hold
+    /// back more anyway), so a large batch holds one publish state per window slot, not per
+    /// message. A publish leaves its lane as soon as its confirm is in, while it waits for the
+    /// earlier publishes' confirms to attribute returns: the window stays full of publishes
+    /// waiting for the broker.
     async fn publish_batch(&self, mut messages: Vec<Message>) -> Vec<Result<(), PublishError>> {
         use futures_util::stream::{FuturesUnordered, StreamExt};
 
@@ -890,33 +986,33 @@ impl Publisher for RabbitPublisher {
             .iter_mut()
             .map(|message| telemetry::producer_span(&inner.telemetry, message))
             .collect();
-        let mut waiting = messages.iter().zip(&spans).enumerate();
-        let mut running = FuturesUnordered::new();
-        for (i, (message, span)) in waiting.by_ref().take(inner.window_size.max(1)) {
-            running.push(inner.batch_member(i, message, span, deadline, until));
-        }
-        let mut results: Vec<Option<Result<(), PublishError>>> =
-            std::iter::repeat_with(|| None).take(spans.len()).collect();
+        let batch = Batch {
+            messages: &messages,
+            spans: &spans,
+            next: AtomicUsize::new(0),
+            results: Mutex::new(std::iter::repeat_with(|| None).take(spans.len()).collect()),
+            deadline,
+            until,
+        };
+        let mut lanes: FuturesUnordered<_> = (0..inner.window_size.clamp(1, messages.len().max(1)))
+            .map(|_| inner.batch_lane(&batch))
+            .collect();
         let timer = tokio::time::sleep_until(until);
         tokio::pin!(timer);
         loop {
             tokio::select! {
                 biased;
-                next = running.next() => match next {
-                    Some((i, result)) => {
-                        if let Some(slot) = results.get_mut(i) {
-                            *slot = Some(result);
-                        }
-                        if let Some((i, (message, span))) = waiting.next() {
-                            running.push(inner.batch_member(i, message, span, deadline, until));
-                        }
-                    }
-                    None => break,
+                lane = lanes.next() => if lane.is_none() {
+                    break;
                 },
                 () = &mut timer => break,
             }
         }
-        drop(running);
+        drop(lanes);
+        let results = batch
+            .results
+            .into_inner()
+            .unwrap_or_else(PoisonError::into_inner);
         results
             .into_iter()
             .zip(&spans)

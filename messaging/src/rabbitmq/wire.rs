@@ -72,6 +72,17 @@ fn is_broker_header(name: &str) -> bool {
 
 /// The message a delivery carries, with the routing key it was first published with.
 pub(super) fn message(delivery: &Delivery) -> Message {
+    message_with_body(delivery, Bytes::from(delivery.data.clone()))
+}
+
+/// [`message`], taking the body out of the delivery instead of copying it (the consumer
+/// keeps the delivery only to settle it).
+pub(super) fn take_message(delivery: &mut Delivery) -> Message {
+    let body = Bytes::from(std::mem::take(&mut delivery.data));
+    message_with_body(delivery, body)
+}
+
+fn message_with_body(delivery: &Delivery, body: Bytes) -> Message {
     let props = &delivery.properties;
     let mut routing_key = delivery.routing_key.as_str().to_owned();
     let mut message_headers = std::collections::BTreeMap::new();
@@ -88,15 +99,16 @@ pub(super) fn message(delivery: &Delivery) -> Message {
             }
         }
     }
-    let mut message = Message::new(routing_key, Bytes::from(delivery.data.clone()));
-    if let Some(id) = props.message_id() {
-        message = message.with_message_id(id.as_str());
-    }
-    if let Some(content_type) = props.content_type() {
-        message = message.with_content_type(content_type.as_str());
-    }
-    *message.headers_mut() = message_headers;
-    message
+    Message::from_parts(
+        routing_key,
+        props.message_id().as_ref().map(|id| id.as_str().to_owned()),
+        props
+            .content_type()
+            .as_ref()
+            .map(|content_type| content_type.as_str().to_owned()),
+        message_headers,
+        body,
+    )
 }
 
 /// The reason and first routing key of the broker's first dead-lettering (`x-death[0]`).

@@ -217,6 +217,57 @@ async fn concurrent_returns_go_to_the_publish_that_was_returned() {
     .await;
 }
 
+/// The same through `publish_batch`, whose publishes leave their window slot when their
+/// confirm arrives and attribute returns afterwards: two large batches at once, every other
+/// message unroutable, each result in its own place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn returns_in_large_concurrent_batches_go_to_the_publish_that_was_returned() {
+    let factory = match broker_or_skip() {
+        Ok(f) => f,
+        Err(reason) => {
+            eprintln!("{reason}");
+            return;
+        }
+    };
+    with_cleanup(&factory, async {
+        let broker = factory.create().await;
+        let key = format!("{}.created", unique());
+        let cfg = config(&key);
+        broker.subscriber().declare(&cfg).await.unwrap();
+        let lost = format!("{}.nobody", unique());
+        const PER_BATCH: u32 = 1_000;
+        let batches: Vec<_> = (0..2)
+            .map(|b| {
+                let publisher = broker.publisher();
+                let messages: Vec<Message> = (0..PER_BATCH)
+                    .map(|n| event(if n % 2 == 0 { &key } else { &lost }, b * PER_BATCH + n))
+                    .collect();
+                tokio::spawn(async move { publisher.publish_batch(messages).await })
+            })
+            .collect();
+        for batch in batches {
+            let results = batch.await.unwrap();
+            assert_eq!(results.len(), PER_BATCH as usize);
+            for (n, result) in results.iter().enumerate() {
+                let right = match result {
+                    Ok(()) => n % 2 == 0,
+                    Err(PublishError::Unroutable { routing_key, .. }) => {
+                        n % 2 == 1 && *routing_key == lost
+                    }
+                    Err(_) => false,
+                };
+                assert!(right, "message {n}: {result:?}");
+            }
+        }
+        assert_eq!(
+            broker.queue_depth(&cfg.queue()).await.unwrap(),
+            Some(PER_BATCH),
+            "exactly the routable publishes were enqueued"
+        );
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_queue_with_other_arguments_is_a_typed_startup_error() {
     let factory = match broker_or_skip() {

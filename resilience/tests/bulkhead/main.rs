@@ -1,5 +1,5 @@
-#![cfg(feature = "bulkhead")]
 //! Integration tests of the bulkhead middleware.
+#![cfg(feature = "bulkhead")]
 #![allow(
     clippy::unwrap_used,
     clippy::panic,

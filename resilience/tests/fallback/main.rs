@@ -1,5 +1,5 @@
-#![cfg(feature = "fallback")]
 //! Integration tests of the fallback middleware.
+#![cfg(feature = "fallback")]
 #![allow(
     clippy::unwrap_used,
     clippy::panic,

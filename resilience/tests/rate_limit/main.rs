@@ -1,5 +1,5 @@
-#![cfg(feature = "rate-limit")]
 //! Integration tests of the rate-limit middleware.
+#![cfg(feature = "rate-limit")]
 #![allow(
     clippy::unwrap_used,
     clippy::panic,

@@ -1,10 +1,10 @@
+//! Integration tests of the retry layer. All timing runs on tokio's paused clock.
 #![cfg(feature = "retry")]
 #![allow(
     clippy::unwrap_used,
     clippy::type_complexity,
     reason = "test helpers outside #[test] functions"
 )]
-//! Integration tests of the retry layer. All timing runs on tokio's paused clock.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};

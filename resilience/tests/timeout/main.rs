@@ -1,5 +1,5 @@
-#![cfg(feature = "timeout")]
 //! Integration tests of the timeout middleware.
+#![cfg(feature = "timeout")]
 #![allow(
     clippy::unwrap_used,
     clippy::panic,

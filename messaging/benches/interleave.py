@@ -134,6 +134,14 @@ def main():
                           check=True, stdout=subprocess.PIPE, text=True).stdout.strip()
     binary = args.binary or build(os.path.dirname(root))
     home = tempfile.mkdtemp(prefix="sinew-interleave-")
+    try:
+        run_all(binary, home, rows, args)
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def run_all(binary, home, rows, args):
+    """Runs every repetition of every row in `home` (criterion's output) and prints the tables."""
     results = {row_name(r): [] for r in rows}
     loads = []
     started = datetime.datetime.now(datetime.timezone.utc)

@@ -741,8 +741,11 @@ impl Inner {
             // its confirms in order, so their bounds only grow: the first that must wait
             // holds back the rest.
             while let Some((i, message, confirmed)) = unsettled.front() {
-                let key = (self.exchange.as_str(), message.routing_key());
-                let Some(result) = confirmed.try_settle(key.0, key.1, message.message_id()) else {
+                let Some(result) = confirmed.try_settle(
+                    &self.exchange,
+                    message.routing_key(),
+                    message.message_id(),
+                ) else {
                     break;
                 };
                 record(*i, result);

@@ -159,6 +159,16 @@ async fn unroutable_messages_in_a_batch_fail_alone() {
     .await;
 }
 
+/// Whether a publish's result is the one its message deserves: `Ok` when it was routable,
+/// `Unroutable` under the unbound key `lost` when it was not.
+fn attributed_right(result: &Result<(), PublishError>, routable: bool, lost: &str) -> bool {
+    match result {
+        Ok(()) => routable,
+        Err(PublishError::Unroutable { routing_key, .. }) => !routable && routing_key == lost,
+        Err(_) => false,
+    }
+}
+
 /// A broker ack covering several delivery tags must not hand one publish's `basic.return` to
 /// another: with hundreds of concurrent publishes, half unroutable, every unroutable one is
 /// `Unroutable` and every routable one `Ok`, and exactly the routable ones are enqueued.
@@ -191,14 +201,7 @@ async fn concurrent_returns_go_to_the_publish_that_was_returned() {
             let mut wrong = Vec::new();
             for task in tasks {
                 let (routable, result) = task.await.unwrap();
-                let right = match &result {
-                    Ok(()) => routable,
-                    Err(PublishError::Unroutable { routing_key, .. }) => {
-                        !routable && *routing_key == lost
-                    }
-                    Err(_) => false,
-                };
-                if !right {
+                if !attributed_right(&result, routable, &lost) {
                     wrong.push((routable, result));
                 }
             }
@@ -249,14 +252,10 @@ async fn returns_in_large_concurrent_batches_go_to_the_publish_that_was_returned
             let results = batch.await.unwrap();
             assert_eq!(results.len(), PER_BATCH as usize);
             for (n, result) in results.iter().enumerate() {
-                let right = match result {
-                    Ok(()) => n % 2 == 0,
-                    Err(PublishError::Unroutable { routing_key, .. }) => {
-                        n % 2 == 1 && *routing_key == lost
-                    }
-                    Err(_) => false,
-                };
-                assert!(right, "message {n}: {result:?}");
+                assert!(
+                    attributed_right(result, n % 2 == 0, &lost),
+                    "message {n}: {result:?}"
+                );
             }
         }
         assert_eq!(

@@ -12,7 +12,7 @@ measuring harness: each ratio comes from criterion's own estimates
 
 Usage (from the workspace root; builds the bench once, then runs its binary):
 
-    python3 messaging/benches/interleave.py                      # 5 repetitions, all 18 rows
+    python3 messaging/benches/interleave.py                      # 5 repetitions, all 24 rows
     python3 messaging/benches/interleave.py --reps 3 --rows publish/quorum
     python3 messaging/benches/interleave.py --list
 
@@ -41,7 +41,8 @@ PUBLISH = [
     for k, n in ((1, 100), (64, 2000), (512, 5000))
 ]
 CONSUME = [
-    (f"consume/quorum-{size}", "prefetch", k, n)
+    (f"consume/{kind}-{size}", "prefetch", k, n)
+    for kind in ("quorum", "classic")
     for size in ("256B", "1KB")
     for k, n in ((1, 500), (64, 3000), (256, 5000))
 ]

@@ -13,8 +13,9 @@
 //!   and acking every message. Ours: a subscription whose handler only counts (concurrency =
 //!   prefetch), so the time is the crate's (envelope mapping, failure policy, ack per
 //!   message). Raw lapin: `basic_qos`, `basic_consume`, each delivery acked by a task of its
-//!   own (acking in the loop, awaiting each ack, is 2–3x slower at prefetch 64+). Ours
-//!   declares quorum queues only, so the classic rows are raw lapin alone.
+//!   own (acking in the loop, awaiting each ack, is 2–3x slower at prefetch 64+). The
+//!   queue is declared by ours (quorum by default, `QueueType::Classic` for the classic rows)
+//!   and consumed by both sides.
 //! - `memory/publish` and `memory/publish_and_consume`: the in-process broker.
 //!
 //! Run with
@@ -79,7 +80,7 @@ mod rabbit {
     };
     use lapin::types::{AMQPValue, FieldTable, LongString};
     use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties};
-    use sinew_messaging::rabbitmq::RabbitBroker;
+    use sinew_messaging::rabbitmq::{QueueType, RabbitBroker};
     use sinew_messaging::subscriber::{Delivery, Outcome, Subscription, handler_fn};
     use sinew_messaging::{Message, Publisher, Subscriber, SubscriptionConfig};
     use tokio::sync::{Notify, Semaphore};
@@ -228,6 +229,16 @@ mod rabbit {
                         .unwrap(),
                 );
             }
+            // brokers[3]: classic subscription queues, for the classic consume rows.
+            brokers.push(
+                RabbitBroker::builder(URI)
+                    .exchange(exchange.clone())
+                    .app_id("bench")
+                    .queue_type(QueueType::Classic)
+                    .connect()
+                    .await
+                    .unwrap(),
+            );
             let (conn, ch) = lapin_channel().await;
             (brokers, conn, ch)
         });
@@ -330,18 +341,15 @@ mod rabbit {
                     .build()
                     .unwrap();
                     let queue = cfg.queue();
-                    if kind == "quorum" {
-                        rt.block_on(brokers[0].subscriber().declare(&cfg)).unwrap();
+                    let broker = if kind == "quorum" {
+                        &brokers[0]
                     } else {
-                        rt.block_on(declare(&ch, &queue, kind, &exchange, &key));
-                    }
+                        &brokers[3]
+                    };
+                    rt.block_on(broker.subscriber().declare(&cfg)).unwrap();
                     queues.push(queue.clone());
-                    let broker = &brokers[0];
                     for side in order() {
                         if side == Side::Ours {
-                            if kind != "quorum" {
-                                continue;
-                            }
                             group.bench_function(format!("ours-prefetch-{prefetch}"), |b| {
                                 b.iter_custom(|iters| {
                                     rt.block_on(async {

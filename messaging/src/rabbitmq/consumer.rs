@@ -157,7 +157,7 @@ async fn open<H>(ctx: &Ctx<H>, declare: bool) -> Result<(Channel, Consumer), Sub
             &channel,
             &ctx.broker.exchange,
             &ctx.config,
-            ctx.broker.delivery_limit,
+            ctx.broker.queues,
         )
         .await?;
     }

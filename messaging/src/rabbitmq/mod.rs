@@ -1,5 +1,6 @@
 //! The RabbitMQ backend (lapin): confirmed, pipelined publishing to a durable topic exchange,
-//! and durable quorum queues per subscription with TTL retry tiers and a dead-letter queue.
+//! and durable quorum queues per subscription (or classic ones, see [`QueueType`]) with TTL
+//! retry tiers and a dead-letter queue.
 //!
 //! [`RabbitBroker`] opens two connections, one to publish and one to consume, so a slow
 //! consumer never holds up publisher confirms. It implements the crate's traits exactly as
@@ -18,7 +19,8 @@
 //!   [`Subscriber::subscribe`] (again after a consumer reconnects): the durable topic
 //!   exchange (at connect); per subscription the quorum queue `{service}.{subscription}`
 //!   bound by its routing keys (with `x-delivery-limit`, see below), the quorum queue
-//!   `{queue}.dlq`, and one classic queue
+//!   `{queue}.dlq` (both classic with [`queue_type`](RabbitBrokerBuilder::queue_type)), and
+//!   one classic queue
 //!   `{queue}.retry.{n}` per configured delay with `x-message-ttl` = that delay,
 //!   `x-dead-letter-exchange = ""` and `x-dead-letter-routing-key = {queue}`, so expired
 //!   messages return to the subscription queue without any plugin. A delay a handler asks for
@@ -138,6 +140,7 @@ use self::link::{LinkError, PublishLink, PublishSide, REPLY_SUCCESS, WaitError, 
 use self::returns::{HandedIn, Outcome, Ticket};
 
 pub use self::error::ConnectError;
+pub use self::topology::QueueType;
 use crate::dead_letter::{DeadLetter, DeadLetterError, DeadLetters};
 use crate::envelope::Message;
 use crate::error::ConfigError;
@@ -189,6 +192,7 @@ impl RabbitBroker {
             publish_deadline: DEFAULT_PUBLISH_DEADLINE,
             outage_buffer: DEFAULT_OUTAGE_BUFFER,
             delivery_limit: DEFAULT_DELIVERY_LIMIT,
+            queue_type: QueueType::default(),
         }
     }
 
@@ -347,8 +351,8 @@ impl Health {
 /// # Default
 ///
 /// Exchange `domain-events`, app ID `sinew`, 256 publisher confirms in flight, a publish
-/// deadline of 30 s, at most 10 000 publishes waiting out an outage, and a delivery limit
-/// of 20 on subscription queues.
+/// deadline of 30 s, at most 10 000 publishes waiting out an outage, and quorum subscription
+/// queues with a delivery limit of 20.
 #[derive(Debug, Clone)]
 pub struct RabbitBrokerBuilder {
     uri: String,
@@ -358,6 +362,7 @@ pub struct RabbitBrokerBuilder {
     publish_deadline: Duration,
     outage_buffer: usize,
     delivery_limit: u32,
+    queue_type: QueueType,
 }
 
 impl RabbitBrokerBuilder {
@@ -403,8 +408,20 @@ impl RabbitBrokerBuilder {
     /// itself. A second safety net against hot loops, under the crate's own retry policy,
     /// which never requeues a failed message. Queues that exist with another limit are a
     /// [`SubscribeError::TopologyMismatch`] naming `x-delivery-limit`.
+    ///
+    /// Quorum queues only: a [classic](QueueType::Classic) queue has no delivery limit, and
+    /// the setting is not used.
     pub const fn delivery_limit(mut self, redeliveries: u32) -> Self {
         self.delivery_limit = redeliveries;
+        self
+    }
+
+    /// The type of the subscription queues and their dead-letter queues:
+    /// [`QueueType::Quorum`] (the default) or [`QueueType::Classic`]. The retry tiers are
+    /// classic queues either way. A queue that already exists with the other type is a
+    /// [`SubscribeError::TopologyMismatch`] naming `x-queue-type`.
+    pub const fn queue_type(mut self, queue_type: QueueType) -> Self {
+        self.queue_type = queue_type;
         self
     }
 
@@ -446,7 +463,10 @@ impl RabbitBrokerBuilder {
             outage: Semaphore::new(self.outage_buffer),
             outage_buffer: self.outage_buffer,
             publish_deadline: self.publish_deadline,
-            delivery_limit: self.delivery_limit,
+            queues: topology::Queues {
+                queue_type: self.queue_type,
+                delivery_limit: self.delivery_limit,
+            },
             republished: AtomicU64::new(0),
             consume: tokio::sync::Mutex::new(Arc::new(consume)),
             consume_reconnects: AtomicU64::new(0),
@@ -513,7 +533,8 @@ pub(crate) struct Inner {
     outage: Semaphore,
     outage_buffer: usize,
     publish_deadline: Duration,
-    delivery_limit: u32,
+    /// How subscription queues are declared.
+    queues: topology::Queues,
     republished: AtomicU64,
     consume: tokio::sync::Mutex<Arc<Connection>>,
     consume_reconnects: AtomicU64,
@@ -547,8 +568,7 @@ impl Inner {
 
     async fn declare(&self, config: &SubscriptionConfig) -> Result<(), SubscribeError> {
         let channel = self.admin_channel().await?;
-        let names =
-            topology::declare(&channel, &self.exchange, config, self.delivery_limit).await?;
+        let names = topology::declare(&channel, &self.exchange, config, self.queues).await?;
         close(&channel).await;
         self.declared_lock().extend(names);
         Ok(())

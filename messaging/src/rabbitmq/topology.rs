@@ -1,5 +1,5 @@
-//! Declaring a subscription's queues: the quorum queue and its bindings, the dead-letter queue
-//! and the TTL retry tiers. Every declaration is idempotent; a queue that exists with other
+//! Declaring a subscription's queues: the subscription queue (quorum or classic) and its
+//! bindings, the dead-letter queue and the TTL retry tiers. Every declaration is idempotent; a queue that exists with other
 //! arguments is a [`SubscribeError::TopologyMismatch`].
 
 use std::time::Duration;
@@ -99,25 +99,78 @@ pub(super) async fn declare_retry_queue(
     Ok(name)
 }
 
-/// The arguments of a subscription queue: quorum, with `x-delivery-limit`, dead-lettering
-/// (at least once) into `{queue}.dlq` through the default exchange.
-fn subscription_arguments(config: &SubscriptionConfig, delivery_limit: u32) -> FieldTable {
+/// The type of a subscription queue and of its dead-letter queue (RabbitMQ's `x-queue-type`).
+///
+/// Both types are durable, and both get the same failure policy: retries through the TTL
+/// tiers, dead letters published (confirmed) to `{queue}.dlq`, acks only after that. They
+/// differ in what the broker does by itself:
+///
+/// | | [`Quorum`](QueueType::Quorum) | [`Classic`](QueueType::Classic) |
+/// |---|---|---|
+/// | replicated (Raft) on a cluster | yes | no |
+/// | broker-side delivery limit | `x-delivery-limit`: a message that keeps coming back unsettled goes to `{queue}.dlq` | none: such a message is delivered again and again |
+/// | redelivery count seen by a handler | exact (`x-delivery-count`) | 0, or 1 once redelivered (the AMQP `redelivered` flag) |
+/// | broker dead-lettering | at least once | at most once |
+///
+/// Quorum queues are the default and the safe choice. Classic queues suit a single-node
+/// broker where their lower cost per message matters more than the delivery limit: the
+/// crate's retry policy never requeues a failed message, so only a handler that crashes the
+/// process (or a connection that keeps dropping mid-handler) can make a classic queue
+/// redeliver a message without end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum QueueType {
+    /// A quorum queue, with a delivery limit. The default.
+    #[default]
+    Quorum,
+    /// A classic (durable) queue, without a delivery limit.
+    Classic,
+}
+
+impl QueueType {
+    /// The value of `x-queue-type`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Quorum => "quorum",
+            Self::Classic => "classic",
+        }
+    }
+}
+
+/// How a broker declares subscription queues.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Queues {
+    pub(super) queue_type: QueueType,
+    /// `x-delivery-limit` of a quorum queue.
+    pub(super) delivery_limit: u32,
+}
+
+/// The arguments of a subscription queue: its type, dead-lettering into `{queue}.dlq`
+/// through the default exchange, and publishes rejected (not old messages dropped) when a
+/// length limit is set by policy. Quorum: with `x-delivery-limit` and at-least-once
+/// dead-lettering.
+fn subscription_arguments(config: &SubscriptionConfig, queues: Queues) -> FieldTable {
     let mut arguments = FieldTable::default();
-    arguments.insert("x-queue-type".into(), long_string("quorum"));
     arguments.insert(
-        "x-delivery-limit".into(),
-        AMQPValue::LongLongInt(i64::from(delivery_limit)),
+        "x-queue-type".into(),
+        long_string(queues.queue_type.as_str()),
     );
     arguments.insert("x-dead-letter-exchange".into(), long_string(""));
     arguments.insert(
         "x-dead-letter-routing-key".into(),
         long_string(&config.dead_letter_queue()),
     );
-    arguments.insert(
-        "x-dead-letter-strategy".into(),
-        long_string("at-least-once"),
-    );
     arguments.insert("x-overflow".into(), long_string("reject-publish"));
+    if queues.queue_type == QueueType::Quorum {
+        arguments.insert(
+            "x-delivery-limit".into(),
+            AMQPValue::LongLongInt(i64::from(queues.delivery_limit)),
+        );
+        arguments.insert(
+            "x-dead-letter-strategy".into(),
+            long_string("at-least-once"),
+        );
+    }
     arguments
 }
 
@@ -126,20 +179,18 @@ pub(super) async fn declare(
     channel: &Channel,
     exchange: &str,
     config: &SubscriptionConfig,
-    delivery_limit: u32,
+    queues: Queues,
 ) -> Result<Vec<String>, SubscribeError> {
     let queue = config.queue();
     // The dead-letter queue first, so the subscription queue's dead-letter target exists.
     let dlq = config.dead_letter_queue();
-    let mut quorum = FieldTable::default();
-    quorum.insert("x-queue-type".into(), long_string("quorum"));
-    declare_queue(channel, &dlq, quorum).await?;
-    declare_queue(
-        channel,
-        &queue,
-        subscription_arguments(config, delivery_limit),
-    )
-    .await?;
+    let mut dlq_arguments = FieldTable::default();
+    dlq_arguments.insert(
+        "x-queue-type".into(),
+        long_string(queues.queue_type.as_str()),
+    );
+    declare_queue(channel, &dlq, dlq_arguments).await?;
+    declare_queue(channel, &queue, subscription_arguments(config, queues)).await?;
     let mut names = vec![dlq, queue.clone()];
     for delay in config.delayed_retries() {
         names.push(declare_retry_queue(channel, config, *delay).await?);
@@ -163,8 +214,46 @@ pub(super) async fn declare(
 mod tests {
     use std::time::Duration;
 
-    use super::retry_queue;
+    use super::{QueueType, Queues, retry_queue, subscription_arguments};
     use crate::subscriber::SubscriptionConfig;
+
+    #[test]
+    fn queue_arguments_follow_the_queue_type() {
+        let config = SubscriptionConfig::builder("billing", "orders")
+            .routing_key("order.*")
+            .build()
+            .unwrap();
+        let names = |queue_type| {
+            let queues = Queues {
+                queue_type,
+                delivery_limit: 5,
+            };
+            let arguments = subscription_arguments(&config, queues);
+            let kind = arguments.inner().get("x-queue-type").cloned();
+            let names: Vec<String> = arguments
+                .inner()
+                .keys()
+                .map(|k| k.as_str().to_owned())
+                .collect();
+            (kind, names)
+        };
+        let (kind, quorum) = names(QueueType::Quorum);
+        assert_eq!(kind, Some(super::long_string("quorum")));
+        assert!(quorum.contains(&"x-delivery-limit".to_owned()));
+        assert!(quorum.contains(&"x-dead-letter-strategy".to_owned()));
+        let (kind, classic) = names(QueueType::Classic);
+        assert_eq!(kind, Some(super::long_string("classic")));
+        assert_eq!(
+            classic,
+            [
+                "x-dead-letter-exchange",
+                "x-dead-letter-routing-key",
+                "x-overflow",
+                "x-queue-type"
+            ],
+            "no quorum-only argument on a classic queue"
+        );
+    }
 
     #[test]
     fn retry_queues_are_named_by_tier_or_delay() {

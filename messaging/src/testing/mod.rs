@@ -207,6 +207,7 @@ impl Backend for crate::memory::MemoryBroker {
 #[derive(Debug)]
 pub struct RabbitFactory {
     uri: String,
+    queue_type: crate::rabbitmq::QueueType,
     created: Mutex<Vec<crate::rabbitmq::RabbitBroker>>,
 }
 
@@ -216,8 +217,17 @@ impl RabbitFactory {
     pub fn new(uri: impl Into<String>) -> Self {
         Self {
             uri: uri.into(),
+            queue_type: crate::rabbitmq::QueueType::default(),
             created: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Brokers that declare subscription queues of this type (quorum by default), so the
+    /// suite can run against each.
+    #[must_use]
+    pub fn queue_type(mut self, queue_type: crate::rabbitmq::QueueType) -> Self {
+        self.queue_type = queue_type;
+        self
     }
 
     /// Deletes the queues and exchanges of every broker created so far; returns how many
@@ -243,6 +253,7 @@ impl BackendFactory for RabbitFactory {
         let broker = crate::rabbitmq::RabbitBroker::builder(self.uri.clone())
             .exchange(format!("sinew-test-{}", Uuid::now_v7().simple()))
             .app_id("sinew-conformance")
+            .queue_type(self.queue_type)
             .connect()
             .await
             .expect("RabbitMQ is reachable");

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use futures_util::FutureExt;
 use sinew_messaging::envelope::Event;
-use sinew_messaging::rabbitmq::RabbitBroker;
+use sinew_messaging::rabbitmq::{QueueType, RabbitBroker};
 use sinew_messaging::subscriber::{
     Delivery, HandlerError, Outcome, SubscribeError, Subscription, handler_fn,
 };
@@ -78,6 +78,40 @@ macro_rules! cases {
 }
 
 sinew_messaging::for_each_conformance_case!(cases);
+
+/// The whole suite again with classic subscription queues
+/// ([`QueueType::Classic`](sinew_messaging::rabbitmq::QueueType)): the failure policy, dead
+/// letters, redelivery and reconnects must not depend on the queue type.
+mod classic {
+    use sinew_messaging::rabbitmq::QueueType;
+    use sinew_messaging::testing::{self, RabbitFactory};
+
+    use super::{broker_or_skip, with_cleanup};
+
+    fn classic() -> Result<RabbitFactory, String> {
+        broker_or_skip().map(|f| f.queue_type(QueueType::Classic))
+    }
+
+    macro_rules! classic_cases {
+        ($($name:ident),* $(,)?) => {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    let factory = match classic() {
+                        Ok(f) => f,
+                        Err(reason) => {
+                            eprintln!("{reason}");
+                            return;
+                        }
+                    };
+                    with_cleanup(&factory, testing::$name(&factory)).await;
+                }
+            )*
+        };
+    }
+
+    sinew_messaging::for_each_conformance_case!(classic_cases);
+}
 
 fn unique() -> String {
     format!("t{}", Uuid::now_v7().simple())
@@ -265,6 +299,38 @@ async fn returns_in_large_concurrent_batches_go_to_the_publish_that_was_returned
         );
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_queue_of_the_other_type_is_a_typed_startup_error() {
+    let quorum_factory = match broker_or_skip() {
+        Ok(f) => f,
+        Err(reason) => {
+            eprintln!("{reason}");
+            return;
+        }
+    };
+    let classic_factory = RabbitFactory::new(URI).queue_type(QueueType::Classic);
+    let case = async {
+        let quorum = quorum_factory.create().await;
+        let classic = classic_factory.create().await;
+        for (first, second) in [(&quorum, &classic), (&classic, &quorum)] {
+            let config = config("order.*");
+            first.subscriber().declare(&config).await.unwrap();
+            // Declaring it again with the same type is fine.
+            first.subscriber().declare(&config).await.unwrap();
+            let err = second.subscriber().declare(&config).await.unwrap_err();
+            // The dead-letter queue is declared first, so it is the one named.
+            assert_eq!(
+                err,
+                SubscribeError::TopologyMismatch {
+                    queue: config.dead_letter_queue(),
+                    argument: "x-queue-type".to_owned(),
+                },
+            );
+        }
+    };
+    with_cleanup(&classic_factory, with_cleanup(&quorum_factory, case)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

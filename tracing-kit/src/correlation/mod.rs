@@ -44,8 +44,17 @@ const INLINE: usize = 38;
 
 #[derive(Clone)]
 enum Repr {
-    Inline { len: u8, buf: [u8; INLINE] },
+    Inline(Inline),
     Shared(Arc<str>),
+}
+
+/// An inline ID. Word-aligned, so that the UTF-8 check of [`CorrelationId::as_str`] runs a
+/// word at a time from the first byte.
+#[derive(Clone)]
+#[repr(C, align(8))]
+struct Inline {
+    buf: [u8; INLINE],
+    len: u8,
 }
 
 impl PartialEq for CorrelationId {
@@ -96,7 +105,7 @@ impl CorrelationId {
             (Ok(len), true) => {
                 let mut buf = [0; INLINE];
                 buf[..bytes.len()].copy_from_slice(bytes);
-                Self(Repr::Inline { len, buf })
+                Self(Repr::Inline(Inline { buf, len }))
             }
             _ => Self(Repr::Shared(Arc::from(value))),
         }
@@ -160,13 +169,13 @@ impl CorrelationId {
         buf[23] = b'-';
         buf[24..28].copy_from_slice(&l0[4..]);
         buf[28..36].copy_from_slice(&l1);
-        Self(Repr::Inline { len: 36, buf })
+        Self(Repr::Inline(Inline { buf, len: 36 }))
     }
 
     /// The ID's bytes (visible ASCII), without the UTF-8 check of [`as_str`](Self::as_str).
     pub fn as_bytes(&self) -> &[u8] {
         match &self.0 {
-            Repr::Inline { len, buf } => &buf[..usize::from(*len)],
+            Repr::Inline(Inline { buf, len }) => &buf[..usize::from(*len)],
             Repr::Shared(s) => s.as_bytes(),
         }
     }
@@ -175,7 +184,7 @@ impl CorrelationId {
     pub fn as_str(&self) -> &str {
         match &self.0 {
             // Only validated visible ASCII is ever stored, so this never falls back.
-            Repr::Inline { len, buf } => {
+            Repr::Inline(Inline { buf, len }) => {
                 std::str::from_utf8(&buf[..usize::from(*len)]).unwrap_or_default()
             }
             Repr::Shared(s) => s,
@@ -408,7 +417,7 @@ mod tests {
         use std::collections::HashSet;
         let short = CorrelationId::parse(&"a".repeat(INLINE)).unwrap();
         let long = CorrelationId::parse(&"a".repeat(INLINE + 1)).unwrap();
-        assert!(matches!(short.0, Repr::Inline { .. }));
+        assert!(matches!(short.0, Repr::Inline(_)));
         assert!(matches!(long.0, Repr::Shared(_)));
         assert_eq!(short.as_str().len(), INLINE);
         assert_eq!(long.as_str().len(), INLINE + 1);

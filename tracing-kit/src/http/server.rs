@@ -244,23 +244,18 @@ fn matched_route<B>(_req: &Request<B>) -> Option<&str> {
 
 /// `client.address`: the first `X-Forwarded-For` entry. (axum's `ConnectInfo` needs axum's
 /// `tokio` feature, which this crate does not enable.)
-fn client_address<B>(req: &Request<B>) -> Option<&str> {
-    const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-    let value = req.headers().get(X_FORWARDED_FOR)?.to_str().ok()?;
+fn client_address<'a>(found: &Found<'a>) -> Option<&'a str> {
+    let value = found.forwarded_for?.to_str().ok()?;
     let first = value.split(',').next()?.trim();
     (!first.is_empty()).then_some(first)
 }
 
 /// `server.address` and `server.port` from the URI authority or the `Host` header.
-fn server_address<B>(req: &Request<B>) -> (Option<&str>, Option<u16>) {
+fn server_address<'a, B>(req: &'a Request<B>, found: &Found<'a>) -> (Option<&'a str>, Option<u16>) {
     if let Some(auth) = req.uri().authority() {
         return (Some(auth.host()), auth.port_u16());
     }
-    let Some(host) = req
-        .headers()
-        .get(http::header::HOST)
-        .and_then(|h| h.to_str().ok())
-    else {
+    let Some(host) = found.host.and_then(|h| h.to_str().ok()) else {
         return (None, None);
     };
     match host.rsplit_once(':') {
@@ -318,10 +313,16 @@ where
                 .and_then(|f| f(req.method(), req.uri()).map(Cow::Owned)),
         };
         let name: Cow<'_, str> = match &route {
-            Some(r) => Cow::Owned(format!("{method} {r}")),
+            Some(r) => {
+                let mut name = String::with_capacity(method.len() + 1 + r.len());
+                name.push_str(method);
+                name.push(' ');
+                name.push_str(r);
+                Cow::Owned(name)
+            }
             None => Cow::Borrowed(method),
         };
-        let (server_address, server_port) = server_address(&req);
+        let (server_address, server_port) = server_address(&req, &found);
         let scheme = req.uri().scheme_str().unwrap_or("http");
         // Every attribute is given when the span is created (the macro evaluates them only
         // when the span is enabled): a `Span::record` afterwards costs a registry lookup each.
@@ -340,11 +341,8 @@ where
             server.port = server_port
                 .or_else(|| super::default_port(Some(scheme)))
                 .map(i64::from),
-            client.address = client_address(&req),
-            user_agent.original = req
-                .headers()
-                .get(http::header::USER_AGENT)
-                .and_then(|v| v.to_str().ok()),
+            client.address = client_address(&found),
+            user_agent.original = found.user_agent.and_then(|v| v.to_str().ok()),
             network.protocol.version = protocol_version(req.version()),
             correlation_id = id.as_str(),
         );
@@ -500,6 +498,10 @@ pub(crate) struct Found<'a> {
     baggage: bool,
     /// The first value under each of the first [`SCANNED`] correlation header names.
     correlation: [Option<&'a HeaderValue>; SCANNED],
+    /// `host`, `user-agent` and `x-forwarded-for`, for the server span's attributes.
+    host: Option<&'a HeaderValue>,
+    user_agent: Option<&'a HeaderValue>,
+    forwarded_for: Option<&'a HeaderValue>,
 }
 
 impl<'a> Found<'a> {
@@ -509,7 +511,11 @@ impl<'a> Found<'a> {
             tracestate: None,
             baggage: false,
             correlation: [None; SCANNED],
+            host: None,
+            user_agent: None,
+            forwarded_for: None,
         };
+        const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
         for (name, value) in headers {
             if name == propagation::TRACEPARENT {
                 found.traceparent.get_or_insert(value);
@@ -517,6 +523,12 @@ impl<'a> Found<'a> {
                 found.tracestate.get_or_insert(value);
             } else if name == propagation::BAGGAGE {
                 found.baggage = true;
+            } else if name == http::header::HOST {
+                found.host.get_or_insert(value);
+            } else if name == http::header::USER_AGENT {
+                found.user_agent.get_or_insert(value);
+            } else if name == X_FORWARDED_FOR {
+                found.forwarded_for.get_or_insert(value);
             } else if let Some(i) = names.iter().take(SCANNED).position(|n| n == name)
                 && let Some(slot) = found.correlation.get_mut(i)
             {

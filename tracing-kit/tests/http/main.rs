@@ -59,6 +59,39 @@ async fn body_string(resp: Response<Body>) -> String {
 }
 
 #[tokio::test]
+async fn server_and_client_address_come_from_host_and_forwarded_for() {
+    support::global_propagator();
+    let cap = capture();
+    let resp = send(
+        Request::get("/users/7")
+            .header("host", "api.internal:9000")
+            .header("x-forwarded-for", " 203.0.113.9 , 10.0.0.1")
+            .header("user-agent", "first")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let span = cap.find("GET /users/{id}");
+    assert_eq!(
+        attr_str(&span, "server.address").as_deref(),
+        Some("api.internal")
+    );
+    assert_eq!(
+        attr(&span, "server.port"),
+        Some(opentelemetry::Value::I64(9000))
+    );
+    assert_eq!(
+        attr_str(&span, "client.address").as_deref(),
+        Some("203.0.113.9")
+    );
+    assert_eq!(
+        attr_str(&span, "user_agent.original").as_deref(),
+        Some("first")
+    );
+}
+
+#[tokio::test]
 async fn server_span_continues_the_remote_trace_with_route_name() {
     support::global_propagator();
     let cap = capture();

@@ -21,6 +21,9 @@ Options: --reps N, --rows SUBSTRING (repeatable), --measurement-time S (default 
 --estimate mean|median (default mean, criterion's printed middle figure for flat sampling),
 --json FILE (every repetition's raw figures), --binary PATH (a bench binary built
 before, e.g. to compare two commits). Needs RabbitMQ at 127.0.0.1:5672.
+
+With `SINEW_BENCH_AA=1` in the environment the `ours` rows run raw lapin's code too (an A/A
+run): the ratios then show how far apart two identical sides land, the harness's resolution.
 """
 
 import argparse

@@ -27,7 +27,9 @@
 //! rows, several times, and prints the median of the per-repetition ratios and their range.
 //! Environment: `SINEW_BENCH_LAPIN_FIRST` runs raw lapin before ours in each row (the driver
 //! alternates); `SINEW_BENCH_CPU` prints the messages handled and the process's CPU time at
-//! the end (client CPU per message of one row, with a filter and `--profile-time`).
+//! the end (client CPU per message of one row, with a filter and `--profile-time`);
+//! `SINEW_BENCH_AA` makes the `ours-*` rows run raw lapin's code as well (an A/A run: the
+//! spread between two identical sides is the harness's resolution on this machine).
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -121,6 +123,21 @@ mod rabbit {
             "sinew-bench-cpu: messages {n}, client CPU {cpu:.2} s, {:.2} us per message",
             if n == 0 { 0.0 } else { cpu * 1e6 / n as f64 }
         );
+    }
+
+    impl Side {
+        fn name(self) -> &'static str {
+            match self {
+                Self::Ours => "ours",
+                Self::Lapin => "lapin",
+            }
+        }
+    }
+
+    /// With `SINEW_BENCH_AA` set, the `ours-*` rows run raw lapin's code too: an A/A run, which
+    /// shows how far apart two identical sides land in this harness on this machine.
+    fn same_on_both() -> bool {
+        std::env::var_os("SINEW_BENCH_AA").is_some()
     }
 
     /// Ours first, or raw lapin first when `SINEW_BENCH_LAPIN_FIRST` is set (`interleave.py`
@@ -271,8 +288,9 @@ mod rabbit {
                     };
                     let sem = Semaphore::new(window);
                     for side in order() {
-                        if side == Side::Lapin {
-                            group.bench_function(format!("lapin-inflight-{window}"), |b| {
+                        if side == Side::Lapin || same_on_both() {
+                            let name = format!("{}-inflight-{window}", side.name());
+                            group.bench_function(name, |b| {
                                 b.iter_custom(|iters| {
                                     rt.block_on(async {
                                         let mut total = Duration::ZERO;
@@ -349,7 +367,7 @@ mod rabbit {
                     rt.block_on(broker.subscriber().declare(&cfg)).unwrap();
                     queues.push(queue.clone());
                     for side in order() {
-                        if side == Side::Ours {
+                        if side == Side::Ours && !same_on_both() {
                             group.bench_function(format!("ours-prefetch-{prefetch}"), |b| {
                                 b.iter_custom(|iters| {
                                     rt.block_on(async {
@@ -389,7 +407,8 @@ mod rabbit {
                             });
                             continue;
                         }
-                        group.bench_function(format!("lapin-prefetch-{prefetch}"), |b| {
+                        let name = format!("{}-prefetch-{prefetch}", side.name());
+                        group.bench_function(name, |b| {
                             b.iter_custom(|iters| {
                                 rt.block_on(async {
                                     let mut total = Duration::ZERO;

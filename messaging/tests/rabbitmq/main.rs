@@ -59,12 +59,14 @@ async fn with_cleanup<Fut: Future<Output = ()>>(factory: &RabbitFactory, case: F
 // paused time). The suite's delays are short enough for a real broker: its retry tiers are
 // 100–200 ms and its longest waits (2 s and 5 s in `delayed_retry_honours_delay`) are the
 // delays that case measures.
-macro_rules! cases {
-    ($($name:ident),* $(,)?) => {
+/// One test per named case, each on a factory from `$factory` (a function returning
+/// `Result<RabbitFactory, String>`, the error a reason to skip).
+macro_rules! cases_on {
+    ($factory:path; $($name:ident),* $(,)?) => {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn $name() {
-                let factory = match broker_or_skip() {
+                let factory = match $factory() {
                     Ok(f) => f,
                     Err(reason) => {
                         eprintln!("{reason}");
@@ -74,6 +76,12 @@ macro_rules! cases {
                 with_cleanup(&factory, testing::$name(&factory)).await;
             }
         )*
+    };
+}
+
+macro_rules! cases {
+    ($($name:ident),* $(,)?) => {
+        cases_on!(broker_or_skip; $($name),*);
     };
 }
 
@@ -94,19 +102,7 @@ mod classic {
 
     macro_rules! classic_cases {
         ($($name:ident),* $(,)?) => {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $name() {
-                    let factory = match classic() {
-                        Ok(f) => f,
-                        Err(reason) => {
-                            eprintln!("{reason}");
-                            return;
-                        }
-                    };
-                    with_cleanup(&factory, testing::$name(&factory)).await;
-                }
-            )*
+            cases_on!(classic; $($name),*);
         };
     }
 

@@ -2,7 +2,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use http::{HeaderName, HeaderValue, Request, Response};
+use http::{HeaderName, Request, Response};
 use tower_layer::Layer;
 use tower_service::Service;
 use tracing::field::Empty;
@@ -10,7 +10,7 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use super::future::{ResponseFuture, State};
 use crate::correlation::{self, CorrelationId};
-use crate::http::server::{Found, Remote, baggage_or_new, parent_context};
+use crate::http::server::{Found, Remote, baggage_or_new, id_header_value, parent_context};
 
 /// Layer that traces incoming gRPC calls; see the [module docs](super).
 ///
@@ -184,7 +184,7 @@ where
         if !from_header
             && let Some(name) = &echo_header
             && !req.headers().contains_key(name)
-            && let Ok(value) = HeaderValue::from_bytes(id.as_bytes())
+            && let Some(value) = id_header_value(&id)
         {
             req.headers_mut().insert(name.clone(), value);
         }

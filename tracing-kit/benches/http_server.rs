@@ -130,6 +130,25 @@ fn bench(c: &mut Criterion) {
                 b.iter(|| black_box(rt.block_on(plain.oneshot(request())).unwrap()));
             });
         }
+        // Not sampled and no incoming trace context (traffic from outside, at the edge):
+        // nothing to parse and no remote context to make current.
+        if name == "layer_unsampled" {
+            let no_parent = || Request::get("/users/42").body(Body::empty()).unwrap();
+            group.bench_function("layer_unsampled_no_parent", |b| {
+                b.iter(|| black_box(rt.block_on(app.clone().oneshot(no_parent())).unwrap()));
+            });
+            group.bench_function("bare_handler_no_parent", |b| {
+                let bare = plain_router();
+                b.iter(|| black_box(rt.block_on(bare.clone().oneshot(no_parent())).unwrap()));
+            });
+            let svc = tower::Layer::layer(&HttpServerLayer::new(), plain);
+            group.bench_function("tower_layer_unsampled_no_parent", |b| {
+                b.iter(|| black_box(rt.block_on(svc.clone().oneshot(no_parent())).unwrap()));
+            });
+            group.bench_function("tower_bare_handler_no_parent", |b| {
+                b.iter(|| black_box(rt.block_on(plain.oneshot(no_parent())).unwrap()));
+            });
+        }
     }
     group.finish();
 }

@@ -18,6 +18,8 @@ use sinew_messaging::{
 };
 use sinew_tracing_kit::correlation;
 
+use crate::system::SystemConfig;
+
 /// The exchange every service publishes domain events to.
 pub const EXCHANGE: &str = "domain-events";
 
@@ -77,24 +79,23 @@ impl Bus {
         }
     }
 
-    /// RabbitMQ at `url` when given, the memory broker otherwise; `namespace` prefixes the
+    /// RabbitMQ at `config.amqp_url` when given (subscription queues of
+    /// `config.queue_type`), the memory broker otherwise; `config.bus_namespace` prefixes the
     /// exchange and the queues (characters `[A-Za-z0-9_.-]`).
     ///
     /// # Errors
     ///
     /// [`BusError`] when RabbitMQ cannot be reached or the feature is missing.
-    pub async fn connect(
-        url: Option<&str>,
-        app_id: &str,
-        namespace: &str,
-    ) -> Result<Self, BusError> {
+    pub async fn connect(config: &SystemConfig, app_id: &str) -> Result<Self, BusError> {
+        let namespace = config.bus_namespace.as_str();
         let exchange = format!("{namespace}{EXCHANGE}");
-        let backend = match url {
+        let backend = match config.amqp_url.as_deref() {
             None => Backend::Memory(MemoryBroker::builder().exchange(exchange).build()),
             #[cfg(feature = "rabbitmq")]
             Some(url) => sinew_messaging::rabbitmq::RabbitBroker::builder(url)
                 .exchange(exchange)
                 .app_id(app_id)
+                .queue_type(config.queue_type)
                 .connect()
                 .await
                 .map(Backend::Rabbit)

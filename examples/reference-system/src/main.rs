@@ -73,7 +73,7 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: &[&str]) -> Result<(), Error> {
-    let config = SystemConfig::from_env();
+    let config = SystemConfig::from_env()?;
     match args {
         [] | ["up"] => {
             let mut config = config;
@@ -107,7 +107,7 @@ async fn run(args: &[&str]) -> Result<(), Error> {
         }
         ["serve", name] => system::serve(name, config).await,
         ["dlq", action @ ("list" | "replay"), queue] => {
-            let bus = Bus::connect(config.amqp_url.as_deref(), "reference-system-dlq", &config.bus_namespace).await?;
+            let bus = Bus::connect(&config, "reference-system-dlq").await?;
             if config.amqp_url.is_none() {
                 out("note: no AMQP_URL, so this is a fresh in-memory broker; set AMQP_URL to manage RabbitMQ's queues\n");
             }

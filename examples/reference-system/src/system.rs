@@ -51,8 +51,42 @@ pub struct SystemConfig {
     /// Prefixes the exchange and every queue (`BUS_NAMESPACE`), so several systems can share
     /// one RabbitMQ.
     pub bus_namespace: String,
+    /// The type of RabbitMQ's subscription queues (`AMQP_QUEUE_TYPE`: `quorum`, the
+    /// default, or `classic`).
+    #[cfg(feature = "rabbitmq")]
+    pub queue_type: sinew_messaging::rabbitmq::QueueType,
     /// The gateway's settings.
     pub gateway: GatewayConfig,
+}
+
+/// An environment variable with a value [`SystemConfig::from_env`] cannot use.
+#[derive(Debug, thiserror::Error)]
+#[error("{variable}={value:?} is not valid: expected {expected}")]
+pub struct ConfigError {
+    /// The variable.
+    pub variable: &'static str,
+    /// Its value.
+    pub value: String,
+    /// What it should hold.
+    pub expected: &'static str,
+}
+
+/// The value of `variable` parsed, `None` when unset or empty.
+fn env_parsed<T: std::str::FromStr>(
+    variable: &'static str,
+    expected: &'static str,
+) -> Result<Option<T>, ConfigError> {
+    let Some(value) = std::env::var(variable).ok().filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    match value.trim().parse() {
+        Ok(parsed) => Ok(Some(parsed)),
+        Err(_) => Err(ConfigError {
+            variable,
+            value,
+            expected,
+        }),
+    }
 }
 
 impl SystemConfig {
@@ -70,41 +104,65 @@ impl SystemConfig {
             grpc_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             payment_limit: 100_000,
             bus_namespace: String::new(),
+            #[cfg(feature = "rabbitmq")]
+            queue_type: sinew_messaging::rabbitmq::QueueType::default(),
             gateway: GatewayConfig::default(),
         }
     }
 
-    /// [`embedded`](Self::embedded), then the environment: `AMQP_URL`, `DATABASE_URL`,
-    /// `DATA_DIR`, `GATEWAY_ADDR`, `GRPC_ADDR`, `JWT_SECRET`, `RATE_LIMIT`, `PAYMENT_LIMIT`,
-    /// `BUS_NAMESPACE`.
-    pub fn from_env() -> Self {
+    /// [`embedded`](Self::embedded), then the environment: `AMQP_URL`, `AMQP_QUEUE_TYPE`,
+    /// `DATABASE_URL`, `DATA_DIR`, `GATEWAY_ADDR`, `GRPC_ADDR`, `JWT_SECRET`, `RATE_LIMIT`,
+    /// `PAYMENT_LIMIT`, `BUS_NAMESPACE`. Unset or empty variables keep the embedded values.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] naming the first variable whose value cannot be used (an address that
+    /// does not parse, a limit that is not a number, an unknown queue type): a typo fails at
+    /// startup instead of silently running on a default.
+    pub fn from_env() -> Result<Self, ConfigError> {
         let mut config = Self::embedded();
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
         config.amqp_url = var("AMQP_URL");
+        #[cfg(feature = "rabbitmq")]
+        if let Some(queue_type) = env_parsed("AMQP_QUEUE_TYPE", "`quorum` or `classic`")? {
+            config.queue_type = queue_type;
+        }
+        #[cfg(not(feature = "rabbitmq"))]
+        if let Some(value) = var("AMQP_QUEUE_TYPE") {
+            return Err(ConfigError {
+                variable: "AMQP_QUEUE_TYPE",
+                value,
+                expected: "nothing: this binary was built without feature `rabbitmq`",
+            });
+        }
         config.database_url = var("DATABASE_URL");
         if let Some(dir) = var("DATA_DIR") {
             config.data_dir = dir.into();
             config.remove_data_dir = false;
         }
-        if let Some(addr) = var("GATEWAY_ADDR").and_then(|a| a.parse().ok()) {
+        const ADDRESS: &str = "a socket address such as 127.0.0.1:3000";
+        if let Some(addr) = env_parsed("GATEWAY_ADDR", ADDRESS)? {
             config.gateway_addr = addr;
         }
-        if let Some(addr) = var("GRPC_ADDR").and_then(|a| a.parse().ok()) {
+        if let Some(addr) = env_parsed("GRPC_ADDR", ADDRESS)? {
             config.grpc_addr = addr;
         }
         if let Some(secret) = var("JWT_SECRET") {
             config.gateway.jwt_secret = secret.into_bytes();
         }
-        if let Some(n) = var("RATE_LIMIT").and_then(|n| n.parse().ok()) {
+        if let Some(n) = env_parsed(
+            "RATE_LIMIT",
+            "a whole number of requests per client per window",
+        )? {
             config.gateway.rate_limit = n;
         }
-        if let Some(n) = var("PAYMENT_LIMIT").and_then(|n| n.parse().ok()) {
+        if let Some(n) = env_parsed("PAYMENT_LIMIT", "a whole number of cents")? {
             config.payment_limit = n;
         }
         if let Some(namespace) = var("BUS_NAMESPACE") {
             config.bus_namespace = namespace;
         }
-        config
+        Ok(config)
     }
 
     /// The user store on `DATABASE_URL` (PostgreSQL) or the embedded SQLite file, with its
@@ -223,12 +281,7 @@ impl System {
     ///
     /// When a port cannot be bound, the database or the broker cannot be reached.
     pub async fn start(config: SystemConfig) -> Result<Self, Error> {
-        let bus = Bus::connect(
-            config.amqp_url.as_deref(),
-            "reference-system",
-            &config.bus_namespace,
-        )
-        .await?;
+        let bus = Bus::connect(&config, "reference-system").await?;
         let registry = Directory::new();
         let (store, relay) = config.user_store(&bus).await?;
         let upstreams = Upstreams::new(registry.clone(), Duration::from_secs(5));
@@ -374,10 +427,7 @@ pub fn spawn_grpc(listener: TcpListener, service: UserService) -> tokio::task::J
 ///
 /// When the service is unknown or cannot start.
 pub async fn serve(name: &str, config: SystemConfig) -> Result<(), Error> {
-    let port: u16 = std::env::var("PORT")
-        .ok()
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(0);
+    let port: u16 = env_parsed("PORT", "a TCP port number")?.unwrap_or(0);
     let addr = SocketAddr::from(([0, 0, 0, 0], port));
     let registry = match std::env::var("CONSUL_HTTP_ADDR")
         .ok()
@@ -394,7 +444,7 @@ pub async fn serve(name: &str, config: SystemConfig) -> Result<(), Error> {
     };
     let instance_id =
         std::env::var("INSTANCE_ID").unwrap_or_else(|_| format!("{name}-{}", std::process::id()));
-    let bus = Bus::connect(config.amqp_url.as_deref(), name, &config.bus_namespace).await?;
+    let bus = Bus::connect(&config, name).await?;
     let upstreams = Upstreams::new(registry.clone(), Duration::from_secs(5));
     let mut subscriptions = Vec::new();
     let mut grpc = None;

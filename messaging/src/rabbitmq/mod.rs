@@ -140,7 +140,7 @@ use self::link::{LinkError, PublishLink, PublishSide, REPLY_SUCCESS, WaitError, 
 use self::returns::{HandedIn, Outcome, Ticket};
 
 pub use self::error::ConnectError;
-pub use self::topology::QueueType;
+pub use self::topology::{QueueType, UnknownQueueType};
 use crate::dead_letter::{DeadLetter, DeadLetterError, DeadLetters};
 use crate::envelope::Message;
 use crate::error::ConfigError;

@@ -137,6 +137,38 @@ impl QueueType {
     }
 }
 
+impl std::fmt::Display for QueueType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Parses `quorum` or `classic` (ASCII case ignored), the values of `x-queue-type`, as from a
+/// configuration file or an environment variable.
+///
+/// ```
+/// use sinew_messaging::rabbitmq::QueueType;
+///
+/// assert_eq!("classic".parse::<QueueType>(), Ok(QueueType::Classic));
+/// let error = "stream".parse::<QueueType>().unwrap_err();
+/// assert_eq!(error.to_string(), "unknown queue type `stream`: expected `quorum` or `classic`");
+/// ```
+impl std::str::FromStr for QueueType {
+    type Err = UnknownQueueType;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [Self::Quorum, Self::Classic]
+            .into_iter()
+            .find(|t| t.as_str().eq_ignore_ascii_case(s.trim()))
+            .ok_or_else(|| UnknownQueueType(s.to_owned()))
+    }
+}
+
+/// A queue type other than `quorum` or `classic` (streams are not subscription queues).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown queue type `{0}`: expected `quorum` or `classic`")]
+pub struct UnknownQueueType(pub String);
+
 /// How a broker declares subscription queues.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Queues {
@@ -216,6 +248,19 @@ mod tests {
 
     use super::{QueueType, Queues, retry_queue, subscription_arguments};
     use crate::subscriber::SubscriptionConfig;
+
+    #[test]
+    fn queue_types_parse_from_their_names_only() {
+        for t in [QueueType::Quorum, QueueType::Classic] {
+            assert_eq!(t.as_str().parse::<QueueType>(), Ok(t));
+            assert_eq!(t.to_string().to_uppercase().parse::<QueueType>(), Ok(t));
+        }
+        for bad in ["", "stream", "quorums", "x-queue-type=classic"] {
+            let error = bad.parse::<QueueType>().unwrap_err();
+            assert_eq!(error, super::UnknownQueueType(bad.to_owned()));
+            assert!(error.to_string().contains("expected `quorum` or `classic`"));
+        }
+    }
 
     #[test]
     fn queue_arguments_follow_the_queue_type() {

@@ -18,7 +18,9 @@ fi
 rows=("$@")
 if [[ ${#rows[@]} -eq 0 ]]; then
   rows=(bare_handler noop_layer tower_bare_handler layer_sampled tower_http_trace_sampled
-        tower_layer_sampled layer_unsampled tower_http_trace_unsampled tower_layer_unsampled)
+        tower_layer_sampled layer_unsampled tower_http_trace_unsampled tower_layer_unsampled
+        bare_handler_no_parent layer_unsampled_no_parent tower_bare_handler_no_parent
+        tower_layer_unsampled_no_parent)
 fi
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

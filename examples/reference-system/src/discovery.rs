@@ -73,6 +73,16 @@ impl Default for Directory {
     }
 }
 
+/// An entry of the static discovery table (`SERVICES`) that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("SERVICES entry `{entry}` is not valid: {reason}")]
+pub struct SpecError {
+    /// The entry, as written.
+    pub entry: String,
+    /// What is wrong with it.
+    pub reason: &'static str,
+}
+
 /// `http://host:port[/]` → (host, port).
 fn host_port(url: &str) -> Option<(String, u16)> {
     let rest = url
@@ -112,21 +122,43 @@ impl Directory {
     }
 
     /// A static directory from `name=url,url;name=url` (the `SERVICES` variable); instance
-    /// IDs are `{name}-{n}`.
-    pub fn from_spec(spec: &str) -> Self {
+    /// IDs are `{name}-{n}`. Empty entries are skipped.
+    ///
+    /// # Errors
+    ///
+    /// [`SpecError`] for an entry that is not `name=url,…` or a URL that is not
+    /// `http://host:port`: a typo in the table fails at startup instead of leaving a service
+    /// without instances.
+    pub fn from_spec(spec: &str) -> Result<Self, SpecError> {
         let directory = Self::new();
         for entry in spec.split(';').filter(|e| !e.trim().is_empty()) {
-            if let Some((name, urls)) = entry.split_once('=') {
-                for (i, url) in urls.split(',').filter(|u| !u.trim().is_empty()).enumerate() {
-                    directory.register(
-                        name.trim(),
-                        &format!("{}-{}", name.trim(), i + 1),
-                        url.trim(),
-                    );
-                }
+            let invalid = |reason| SpecError {
+                entry: entry.trim().to_owned(),
+                reason,
+            };
+            let (name, urls) = entry
+                .split_once('=')
+                .ok_or_else(|| invalid("expected `service=http://host:port,…`"))?;
+            let name = name.trim();
+            if name.is_empty() {
+                return Err(invalid("the service name is empty"));
+            }
+            let urls: Vec<&str> = urls
+                .split(',')
+                .map(str::trim)
+                .filter(|u| !u.is_empty())
+                .collect();
+            if urls.is_empty() {
+                return Err(invalid("no instance URL"));
+            }
+            if urls.iter().any(|url| host_port(url).is_none()) {
+                return Err(invalid("an instance URL is not `http://host:port`"));
+            }
+            for (i, url) in urls.into_iter().enumerate() {
+                directory.register(name, &format!("{name}-{}", i + 1), url);
             }
         }
-        directory
+        Ok(directory)
     }
 
     /// Makes `service` known to [`services`](Self::services) (for the gateway's `/health`)
@@ -277,7 +309,8 @@ mod tests {
     #[tokio::test]
     async fn p2c_skips_open_breakers_and_exclusions() {
         let d =
-            Directory::from_spec("user=http://127.0.0.1:1,http://127.0.0.1:2,http://127.0.0.1:3");
+            Directory::from_spec("user=http://127.0.0.1:1,http://127.0.0.1:2,http://127.0.0.1:3")
+                .unwrap();
         assert_eq!(d.instances("user").await.len(), 3);
         let all = d.instances("user").await;
         all.iter()
@@ -295,5 +328,36 @@ mod tests {
             host_port("http://[::1]:80/"),
             Some(("[::1]".to_owned(), 80))
         );
+    }
+
+    #[tokio::test]
+    async fn a_static_table_with_a_typo_is_an_error_naming_the_entry() {
+        let d = Directory::from_spec(" ; user=http://127.0.0.1:1 ,http://h:2/; post=http://p:3;")
+            .unwrap();
+        assert_eq!(d.instances("user").await.len(), 2);
+        assert_eq!(d.instances("post").await.len(), 1);
+        for (spec, entry, reason) in [
+            (
+                "user http://127.0.0.1:1",
+                "user http://127.0.0.1:1",
+                "expected",
+            ),
+            ("=http://h:1", "=http://h:1", "name is empty"),
+            ("post=", "post=", "no instance URL"),
+            (
+                "user=http://h:1;post=http://p",
+                "post=http://p",
+                "not `http://host:port`",
+            ),
+            (
+                "post=http://p:port",
+                "post=http://p:port",
+                "not `http://host:port`",
+            ),
+        ] {
+            let error = Directory::from_spec(spec).unwrap_err();
+            assert_eq!(error.entry, entry, "{spec}");
+            assert!(error.to_string().contains(reason), "{spec}: {error}");
+        }
     }
 }

@@ -440,7 +440,7 @@ pub async fn serve(name: &str, config: SystemConfig) -> Result<(), Error> {
             }
             directory
         }
-        None => Directory::from_spec(&std::env::var("SERVICES").unwrap_or_default()),
+        None => Directory::from_spec(&std::env::var("SERVICES").unwrap_or_default())?,
     };
     let instance_id =
         std::env::var("INSTANCE_ID").unwrap_or_else(|_| format!("{name}-{}", std::process::id()));

@@ -41,6 +41,28 @@ fn a_value_that_does_not_parse_stops_the_binary_and_names_the_variable() {
 }
 
 #[test]
+fn a_static_discovery_table_with_a_typo_stops_the_service() {
+    let out = Command::new(env!("CARGO_BIN_EXE_reference-system"))
+        .args(["serve", "order"])
+        .env(
+            "SERVICES",
+            "inventory=http://127.0.0.1:3005;payment:http://127.0.0.1:3006",
+        )
+        .env("RUST_LOG", "error")
+        .env_remove("AMQP_URL")
+        .env_remove("DATABASE_URL")
+        .env_remove("CONSUL_HTTP_ADDR")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("SERVICES entry `payment:http://127.0.0.1:3006` is not valid"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn an_unknown_queue_type_stops_the_binary() {
     let stderr = fails_with(&["demo"], "AMQP_QUEUE_TYPE", "stream");
     if cfg!(feature = "rabbitmq") {

@@ -38,6 +38,8 @@ const SETTLE_TIMEOUT: Duration = Duration::from_secs(5);
 
 struct Ctx<H> {
     broker: Arc<Inner>,
+    /// How the subscriber declares the queue (again, after a reconnection).
+    queues: topology::Queues,
     handler: H,
     config: SubscriptionConfig,
     queue: Arc<str>,
@@ -153,13 +155,7 @@ async fn open<H>(ctx: &Ctx<H>, declare: bool) -> Result<(Channel, Consumer), Sub
         .await
         .map_err(|_| SubscribeError::Connection)?;
     if declare {
-        topology::declare(
-            &channel,
-            &ctx.broker.exchange,
-            &ctx.config,
-            ctx.broker.queues,
-        )
-        .await?;
+        topology::declare(&channel, &ctx.broker.exchange, &ctx.config, ctx.queues).await?;
     }
     channel
         .basic_qos(ctx.config.prefetch(), BasicQosOptions::default())
@@ -191,6 +187,7 @@ fn lane_of(message: &Message, lanes: usize) -> usize {
 /// consumer until the subscription stops.
 pub(super) async fn start<H: Handler>(
     broker: Arc<Inner>,
+    queues: topology::Queues,
     config: SubscriptionConfig,
     handler: H,
     stop: watch::Receiver<Option<Duration>>,
@@ -200,6 +197,7 @@ pub(super) async fn start<H: Handler>(
         tag: format!("{}-{}", broker.app_id, uuid::Uuid::now_v7().simple()),
         permits: Arc::new(Semaphore::new(config.concurrency())),
         broker,
+        queues,
         handler,
         config,
         queue,

@@ -19,7 +19,9 @@
 //!   [`Subscriber::subscribe`] (again after a consumer reconnects): the durable topic
 //!   exchange (at connect); per subscription the quorum queue `{service}.{subscription}`
 //!   bound by its routing keys (with `x-delivery-limit`, see below), the quorum queue
-//!   `{queue}.dlq` (both classic with [`queue_type`](RabbitBrokerBuilder::queue_type)), and
+//!   `{queue}.dlq` (both classic with the broker's
+//!   [`queue_type`](RabbitBrokerBuilder::queue_type), or one subscriber's
+//!   [`queue_type`](RabbitSubscriber::queue_type)), and
 //!   one classic queue
 //!   `{queue}.retry.{n}` per configured delay with `x-message-ttl` = that delay,
 //!   `x-dead-letter-exchange = ""` and `x-dead-letter-routing-key = {queue}`, so expired
@@ -212,6 +214,7 @@ impl RabbitBroker {
     /// A subscriber that declares and consumes subscription queues.
     pub fn subscriber(&self) -> RabbitSubscriber {
         RabbitSubscriber {
+            queues: self.inner.queues,
             inner: self.inner.clone(),
         }
     }
@@ -417,8 +420,9 @@ impl RabbitBrokerBuilder {
     }
 
     /// The type of the subscription queues and their dead-letter queues:
-    /// [`QueueType::Quorum`] (the default) or [`QueueType::Classic`]. The retry tiers are
-    /// classic queues either way. A queue that already exists with the other type is a
+    /// [`QueueType::Quorum`] (the default) or [`QueueType::Classic`]; one subscriber can
+    /// pick another with [`RabbitSubscriber::queue_type`]. The retry tiers are classic queues
+    /// either way. A queue that already exists with the other type is a
     /// [`SubscribeError::TopologyMismatch`] naming `x-queue-type`.
     pub const fn queue_type(mut self, queue_type: QueueType) -> Self {
         self.queue_type = queue_type;
@@ -566,9 +570,13 @@ impl Inner {
             .map_err(|_| SubscribeError::Connection)
     }
 
-    async fn declare(&self, config: &SubscriptionConfig) -> Result<(), SubscribeError> {
+    async fn declare(
+        &self,
+        config: &SubscriptionConfig,
+        queues: topology::Queues,
+    ) -> Result<(), SubscribeError> {
         let channel = self.admin_channel().await?;
-        let names = topology::declare(&channel, &self.exchange, config, self.queues).await?;
+        let names = topology::declare(&channel, &self.exchange, config, queues).await?;
         close(&channel).await;
         self.declared_lock().extend(names);
         Ok(())
@@ -1048,17 +1056,50 @@ impl Publisher for RabbitPublisher {
     }
 }
 
-/// Declares and consumes a [`RabbitBroker`]'s subscription queues.
+/// Declares and consumes a [`RabbitBroker`]'s subscription queues, of the broker's
+/// [queue type](RabbitBrokerBuilder::queue_type) unless [`queue_type`](Self::queue_type)
+/// picks another for this subscriber.
 #[derive(Clone)]
 pub struct RabbitSubscriber {
     inner: Arc<Inner>,
+    queues: topology::Queues,
 }
 
 impl fmt::Debug for RabbitSubscriber {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RabbitSubscriber")
             .field("exchange", &self.inner.exchange)
+            .field("queue_type", &self.queues.queue_type)
             .finish_non_exhaustive()
+    }
+}
+
+impl RabbitSubscriber {
+    /// This subscriber declares its subscription and dead-letter queues as `queue_type`
+    /// instead of the broker's, so one broker (one pair of connections) can serve quorum and
+    /// classic subscriptions side by side:
+    ///
+    /// ```no_run
+    /// use sinew_messaging::rabbitmq::{QueueType, RabbitBroker};
+    ///
+    /// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+    /// let broker = RabbitBroker::builder("amqp://guest:guest@127.0.0.1:5672/%2f")
+    ///     .connect()
+    ///     .await?;
+    /// let orders = broker.subscriber(); // quorum queues, the broker's type
+    /// let audit = broker.subscriber().queue_type(QueueType::Classic);
+    /// # let _ = (orders, audit);
+    /// # Ok(())
+    /// # }
+    /// # fn main() { let _ = example(); }
+    /// ```
+    ///
+    /// A queue that already exists with the other type is still a
+    /// [`SubscribeError::TopologyMismatch`] naming `x-queue-type`.
+    #[must_use]
+    pub const fn queue_type(mut self, queue_type: QueueType) -> Self {
+        self.queues.queue_type = queue_type;
+        self
     }
 }
 
@@ -1066,7 +1107,7 @@ impl Subscriber for RabbitSubscriber {
     type Subscription = RabbitSubscription;
 
     async fn declare(&self, config: &SubscriptionConfig) -> Result<(), SubscribeError> {
-        self.inner.declare(config).await
+        self.inner.declare(config, self.queues).await
     }
 
     async fn subscribe<H: Handler>(
@@ -1074,10 +1115,11 @@ impl Subscriber for RabbitSubscriber {
         config: SubscriptionConfig,
         handler: H,
     ) -> Result<RabbitSubscription, SubscribeError> {
-        self.inner.declare(&config).await?;
+        self.inner.declare(&config, self.queues).await?;
         let queue = config.queue();
         let (stop, stop_rx) = watch::channel(None);
-        let started = consumer::start(self.inner.clone(), config, handler, stop_rx).await?;
+        let started =
+            consumer::start(self.inner.clone(), self.queues, config, handler, stop_rx).await?;
         // The consumer's tasks keep the `tracing` subscriber of the code that subscribed.
         let task = tokio::spawn(started.with_current_subscriber());
         Ok(RabbitSubscription { stop, task, queue })

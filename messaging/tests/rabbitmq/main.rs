@@ -329,6 +329,61 @@ async fn a_queue_of_the_other_type_is_a_typed_startup_error() {
     with_cleanup(&classic_factory, with_cleanup(&quorum_factory, case)).await;
 }
 
+/// `RabbitSubscriber::queue_type` overrides the broker's type for one subscriber: one broker
+/// consumes a quorum and a classic subscription side by side, and each queue really is of
+/// its type (declaring it as the other is refused).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_broker_serves_quorum_and_classic_subscriptions() {
+    let factory = match broker_or_skip() {
+        Ok(f) => f,
+        Err(reason) => {
+            eprintln!("{reason}");
+            return;
+        }
+    };
+    with_cleanup(&factory, async {
+        let broker = factory.create().await;
+        let quorum = broker.subscriber();
+        let classic = broker.subscriber().queue_type(QueueType::Classic);
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let mut running = Vec::new();
+        let mut configs = Vec::new();
+        for (subscriber, name) in [(&quorum, "quorum"), (&classic, "classic")] {
+            let key = format!("{}.{name}", unique());
+            let cfg = config(&key);
+            let tx = tx.clone();
+            let handler = handler_fn("records", move |d: Delivery| {
+                let tx = tx.clone();
+                async move {
+                    let _ = tx.send((name, d.message().message_id().to_owned()));
+                    Ok(Outcome::Ack)
+                }
+            });
+            running.push(subscriber.subscribe(cfg.clone(), handler).await.unwrap());
+            let m = event(&key, 1);
+            broker.publisher().publish(m.clone()).await.unwrap();
+            let (got, id) = timeout(WAIT, rx.recv()).await.unwrap().unwrap();
+            assert_eq!((got, id.as_str()), (name, m.message_id()));
+            configs.push(cfg);
+        }
+        for sub in running {
+            assert!(sub.shutdown(WAIT).await.drained());
+        }
+        for (cfg, other) in configs.iter().zip([&classic, &quorum]) {
+            assert_eq!(
+                other.declare(cfg).await.unwrap_err(),
+                SubscribeError::TopologyMismatch {
+                    queue: cfg.dead_letter_queue(),
+                    argument: "x-queue-type".to_owned(),
+                },
+            );
+        }
+        // The broker's own subscribers keep its type.
+        broker.subscriber().declare(&configs[0]).await.unwrap();
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_queue_with_other_arguments_is_a_typed_startup_error() {
     let factory = match broker_or_skip() {

@@ -5,8 +5,9 @@
 
 use std::process::Command;
 
-/// Runs the binary with `args` and one variable set, expecting it to fail at startup.
-fn fails_with(args: &[&str], variable: &str, value: &str) -> String {
+/// Runs the binary on the embedded defaults with `args` and one variable set, expecting it
+/// to fail at startup; returns its standard error.
+fn startup_error(args: &[&str], variable: &str, value: &str) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_reference-system"))
         .args(args)
         .env(variable, value)
@@ -21,6 +22,12 @@ fn fails_with(args: &[&str], variable: &str, value: &str) -> String {
         !out.status.success(),
         "{variable}={value} was accepted; stderr: {stderr}"
     );
+    stderr
+}
+
+/// [`startup_error`], whose message names the variable and what it expects.
+fn fails_with(args: &[&str], variable: &str, value: &str) -> String {
+    let stderr = startup_error(args, variable, value);
     assert!(
         stderr.contains(&format!("{variable}=\"{value}\" is not valid: expected")),
         "{stderr}"
@@ -42,20 +49,11 @@ fn a_value_that_does_not_parse_stops_the_binary_and_names_the_variable() {
 
 #[test]
 fn a_static_discovery_table_with_a_typo_stops_the_service() {
-    let out = Command::new(env!("CARGO_BIN_EXE_reference-system"))
-        .args(["serve", "order"])
-        .env(
-            "SERVICES",
-            "inventory=http://127.0.0.1:3005;payment:http://127.0.0.1:3006",
-        )
-        .env("RUST_LOG", "error")
-        .env_remove("AMQP_URL")
-        .env_remove("DATABASE_URL")
-        .env_remove("CONSUL_HTTP_ADDR")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{stderr}");
+    let stderr = startup_error(
+        &["serve", "order"],
+        "SERVICES",
+        "inventory=http://127.0.0.1:3005;payment:http://127.0.0.1:3006",
+    );
     assert!(
         stderr.contains("SERVICES entry `payment:http://127.0.0.1:3006` is not valid"),
         "{stderr}"

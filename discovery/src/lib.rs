@@ -21,8 +21,3 @@ pub use crate::instance::{Health, Instance, InstanceId};
 pub use crate::picker::{InFlight, P2c, Picked, Picker, Random, Rendezvous, RoundRobin, Weighted};
 pub use crate::registry::error::{DiscoveryError, SourceError};
 pub use crate::registry::{Query, Registry, Snapshot, Watch};
-
-/// The examples of the guide, `docs/discovery.md`, compiled and run as doctests.
-#[cfg(all(doctest, feature = "consul"))]
-#[doc = include_str!("../../docs/discovery.md")]
-struct Guide;

@@ -43,8 +43,3 @@ pub use crate::policy::Policy;
 pub use crate::rate_limit::{KeyedRateLimit, KeyedRateLimitLayer, RateLimit, RateLimitLayer};
 #[cfg(feature = "timeout")]
 pub use crate::timeout::{Timeout, TimeoutLayer};
-
-/// The examples of the guide, `docs/resilience.md`, compiled and run as doctests.
-#[cfg(all(doctest, feature = "reqwest"))]
-#[doc = include_str!("../../docs/resilience.md")]
-struct Guide;

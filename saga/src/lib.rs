@@ -48,8 +48,3 @@ mod tests {
         send_sync(&saga);
     }
 }
-
-/// The examples of the guide, `docs/saga.md`, compiled and run as doctests.
-#[cfg(doctest)]
-#[doc = include_str!("../../docs/saga.md")]
-struct Guide;

@@ -18,8 +18,3 @@ mod sampling;
 pub mod testing;
 
 pub use init::{Config, Guard, InitError, init, init_from_env};
-
-/// The examples of the guide, `docs/tracing-kit.md`, compiled and run as doctests.
-#[cfg(doctest)]
-#[doc = include_str!("../../docs/tracing-kit.md")]
-struct Guide;

@@ -71,12 +71,17 @@ pub struct ConfigError {
     pub expected: &'static str,
 }
 
+/// The value of `variable`, `None` when unset, empty or not UTF-8.
+fn env_value(variable: &str) -> Option<String> {
+    std::env::var(variable).ok().filter(|v| !v.is_empty())
+}
+
 /// The value of `variable` parsed, `None` when unset or empty.
 fn env_parsed<T: std::str::FromStr>(
     variable: &'static str,
     expected: &'static str,
 ) -> Result<Option<T>, ConfigError> {
-    let Some(value) = std::env::var(variable).ok().filter(|v| !v.is_empty()) else {
+    let Some(value) = env_value(variable) else {
         return Ok(None);
     };
     match value.trim().parse() {
@@ -121,22 +126,21 @@ impl SystemConfig {
     /// startup instead of silently running on a default.
     pub fn from_env() -> Result<Self, ConfigError> {
         let mut config = Self::embedded();
-        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-        config.amqp_url = var("AMQP_URL");
+        config.amqp_url = env_value("AMQP_URL");
         #[cfg(feature = "rabbitmq")]
         if let Some(queue_type) = env_parsed("AMQP_QUEUE_TYPE", "`quorum` or `classic`")? {
             config.queue_type = queue_type;
         }
         #[cfg(not(feature = "rabbitmq"))]
-        if let Some(value) = var("AMQP_QUEUE_TYPE") {
+        if let Some(value) = env_value("AMQP_QUEUE_TYPE") {
             return Err(ConfigError {
                 variable: "AMQP_QUEUE_TYPE",
                 value,
                 expected: "nothing: this binary was built without feature `rabbitmq`",
             });
         }
-        config.database_url = var("DATABASE_URL");
-        if let Some(dir) = var("DATA_DIR") {
+        config.database_url = env_value("DATABASE_URL");
+        if let Some(dir) = env_value("DATA_DIR") {
             config.data_dir = dir.into();
             config.remove_data_dir = false;
         }
@@ -147,7 +151,7 @@ impl SystemConfig {
         if let Some(addr) = env_parsed("GRPC_ADDR", ADDRESS)? {
             config.grpc_addr = addr;
         }
-        if let Some(secret) = var("JWT_SECRET") {
+        if let Some(secret) = env_value("JWT_SECRET") {
             config.gateway.jwt_secret = secret.into_bytes();
         }
         if let Some(n) = env_parsed(
@@ -159,7 +163,7 @@ impl SystemConfig {
         if let Some(n) = env_parsed("PAYMENT_LIMIT", "a whole number of cents")? {
             config.payment_limit = n;
         }
-        if let Some(namespace) = var("BUS_NAMESPACE") {
+        if let Some(namespace) = env_value("BUS_NAMESPACE") {
             config.bus_namespace = namespace;
         }
         Ok(config)
@@ -429,10 +433,7 @@ pub fn spawn_grpc(listener: TcpListener, service: UserService) -> tokio::task::J
 pub async fn serve(name: &str, config: SystemConfig) -> Result<(), Error> {
     let port: u16 = env_parsed("PORT", "a TCP port number")?.unwrap_or(0);
     let addr = SocketAddr::from(([0, 0, 0, 0], port));
-    let registry = match std::env::var("CONSUL_HTTP_ADDR")
-        .ok()
-        .filter(|a| !a.is_empty())
-    {
+    let registry = match env_value("CONSUL_HTTP_ADDR") {
         Some(address) => {
             let directory = Directory::consul(&address)?;
             for service in ["user", "post", "comment", "order"] {
